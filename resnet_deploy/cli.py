@@ -1,0 +1,398 @@
+"""The ``resnet-deploy`` command line: a thin layer over the library.
+
+Each command builds its arguments, calls the library function of the same name and renders the
+typed report (a rich table for people, ``--json`` for machines). Errors become one line on stderr
+and an exit code in exactly one place: ``_Group.main``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from ._version import __version__
+from .errors import ConfigError, ResnetDeployError
+
+DEBUG_ENV = "RESNET_DEPLOY_DEBUG"
+# Wide enough for the tables when stdout is a pipe or a file (rich would assume 80 columns).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """Turns every failure into ``error: <one line>`` on stderr and a non-zero exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except ResnetDeployError as e:
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as e:
+            # typer bundles its own click: recognise its usage errors by shape, not by class.
+            if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+                if type(e).__name__ == "NoArgsIsHelpError":
+                    typer.echo(e.format_message())
+                    sys.exit(0)
+                if type(e).__name__ == "Abort":
+                    _fail("aborted", 1)
+                _fail(_one_line(e.format_message()) + _help_hint(e), int(e.exit_code))
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(f"unexpected {type(e).__name__}: {_one_line(str(e))} (set {DEBUG_ENV}=1 for a traceback)", 1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _help_hint(e: Exception) -> str:
+    ctx = getattr(e, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f" (see '{path} --help')" if path else ""
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="resnet-deploy",
+    help="The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"resnet-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton."""
+
+
+class VariantChoice(str, Enum):
+    v1_5 = "v1.5"
+    v1 = "v1"
+
+
+class ShortcutChoice(str, Enum):
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+class ExporterChoice(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+def _emit_json(obj: Any) -> None:
+    from .reports import dumps
+
+    sys.stdout.write(dumps(obj))
+    sys.stdout.flush()
+
+
+@contextmanager
+def _stages(enabled: bool = True) -> Iterator[Any]:
+    """A rich spinner on stderr that shows the current stage (silent when stderr is not a TTY)."""
+    if not enabled:
+        yield lambda _stage: None
+        return
+    with err.status("starting") as status:
+
+        def update(stage: str) -> None:
+            status.update(f"[bold]{stage}[/]...")
+
+        yield update
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+@app.command("models")
+def models_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """List the model zoo: the paper's ImageNet ResNets (Table 1) and CIFAR ResNets (section 4.2)."""
+    from .models.registry import get_model_cfg, list_models, model_stats
+
+    rows = []
+    for name in list_models():
+        cfg = get_model_cfg(name)
+        params, macs = model_stats(name)
+        row: dict[str, Any] = {
+            "name": name,
+            "depth": cfg.depth,
+            "dataset": cfg.dataset,
+            "block": cfg.block,
+            "layers": list(cfg.layers),
+            "variant": "v1.5",
+            "shortcut": cfg.default_shortcut,
+            "params": params,
+            "gmacs": round(macs / 1e9, 3),
+            "input_size": list(cfg.input_size),
+            "num_classes": cfg.num_classes,
+            "weights": [{"tag": w.tag, "top1": w.top1, "top5": w.top5} for w in cfg.weights],
+        }
+        if cfg.block == "bottleneck":
+            row["gmacs_v1"] = round(model_stats(name, variant="v1")[1] / 1e9, 3)
+        rows.append(row)
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table(title="resnet-deploy model zoo (MACs per image at the native input size)")
+    for col, justify in (
+        ("name", "left"),
+        ("depth", "right"),
+        ("dataset", "left"),
+        ("block", "left"),
+        ("layers", "left"),
+        ("variant", "left"),
+        ("shortcut", "center"),
+        ("params", "right"),
+        ("GMACs", "right"),
+        ("input", "right"),
+        ("ImageNet top-1", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        gmacs = f"{r['gmacs']:.2f}" if r["gmacs"] >= 0.995 else f"{r['gmacs']:.3f}"
+        if "gmacs_v1" in r:
+            gmacs += f" (v1 {r['gmacs_v1']:.2f})"
+        variant = "v1.5 / v1" if r["block"] == "bottleneck" else "-"
+        top1 = ", ".join(f"{w['top1']:.2f}" for w in r["weights"]) or "-"
+        table.add_row(
+            r["name"],
+            str(r["depth"]),
+            r["dataset"],
+            r["block"],
+            "-".join(map(str, r["layers"])),
+            variant,
+            r["shortcut"],
+            f"{r['params']:,}",
+            gmacs,
+            "x".join(map(str, r["input_size"][1:])),
+            top1,
+        )
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------- export
+
+
+def _resolve_model_option(depth: int | None, model: str | None) -> str:
+    from .models.registry import resolve_model_name
+
+    if depth is None and model is None:
+        raise ConfigError("choose a model: --depth N (e.g. --depth 50) or --model NAME (see 'resnet-deploy models')")
+    by_depth = resolve_model_name(depth) if depth is not None else None
+    by_name = resolve_model_name(model) if model is not None else None
+    if by_depth and by_name and by_depth != by_name:
+        raise ConfigError(f"--depth {depth} and --model {model} name different models; give one of them")
+    return by_depth or by_name  # type: ignore[return-value]
+
+
+@app.command("export")
+def export_cmd(
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            "-d",
+            help="ResNet depth: 18, 34, 50, 101, 152 (ImageNet) or 20, 32, 44, 56, 110 (CIFAR).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model id instead of --depth, e.g. resnet50.", show_default=False),
+    ] = None,
+    variant: Annotated[
+        VariantChoice,
+        typer.Option(help="v1.5: stride on the bottleneck 3x3 (torchvision); v1: on the first 1x1 (the paper)."),
+    ] = VariantChoice.v1_5,
+    shortcut: Annotated[
+        ShortcutChoice | None,
+        typer.Option(
+            help="Paper's shortcut option: A zero-pad, B project where shapes change, C project always. Default: B (ImageNet), A (CIFAR).",
+            show_default=False,
+            case_sensitive=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="auto | random | imagenet[:v1|:v2] | PATH to a torchvision state_dict. auto: ImageNet weights if already cached, else random (untrained).",
+        ),
+    ] = "auto",
+    num_classes: Annotated[
+        int | None,
+        typer.Option(help="Classes of the final layer (default: 1000 ImageNet, 10 CIFAR).", show_default=False),
+    ] = None,
+    image_size: Annotated[
+        str | None, typer.Option(help="Input size: 224 or HxW (default: 224 ImageNet, 32 CIFAR).", show_default=False)
+    ] = None,
+    batch: Annotated[str, typer.Option(help="'dynamic' (a dynamic 'batch' axis) or a fixed batch size.")] = "dynamic",
+    opset: Annotated[int, typer.Option(help="ONNX opset (13-17 use the TorchScript exporter).")] = 18,
+    exporter: Annotated[
+        ExporterChoice, typer.Option(help="torch exporter: auto picks dynamo for opset >= 18.")
+    ] = ExporterChoice.auto,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Output file or existing folder (default: ./<model>.onnx).", show_default=False
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for random weights and the verification inputs.")] = 0,
+    allow_mismatch: Annotated[
+        bool, typer.Option("--allow-mismatch", help="Keep the file even if ONNX Runtime disagrees with PyTorch.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
+) -> None:
+    """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
+    from .errors import ParityError
+    from .export import export_onnx
+
+    name = _resolve_model_option(depth, model)
+    try:
+        with _stages() as progress:
+            report = export_onnx(
+                name,
+                output,
+                weights=weights,
+                variant=variant.value,
+                shortcut=shortcut.value if shortcut else None,
+                num_classes=num_classes,
+                image_size=image_size,
+                batch=batch,
+                opset=opset,
+                exporter=exporter.value,
+                seed=seed,
+                allow_mismatch=allow_mismatch,
+                progress=progress,
+            )
+    except ParityError as e:
+        if json_out and e.report is not None:
+            _emit_json(e.report)
+        raise
+    for warning in report.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if json_out:
+        _emit_json(report)
+        return
+    _render_export(report)
+
+
+def _render_export(report: Any) -> None:
+    size_mb = report.file_size_bytes / 1e6
+    status = "[bold green]passed[/]" if report.parity_passed else "[bold red]FAILED[/]"
+    out.print(f"[bold]{report.path}[/]  ({size_mb:.1f} MB, sha256 {report.sha256[:12]}...)", highlight=False)
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="dim")
+    info.add_column()
+    info.add_row(
+        "model",
+        f"{report.model} (variant {report.variant}, shortcut {report.shortcut}, "
+        f"{report.num_classes} classes, {report.params:,} params, {report.gmacs:.3f} GMACs)",
+    )
+    info.add_row(
+        "weights", escape(report.weights.label) + ("" if report.weights.trained else " [yellow](untrained)[/]")
+    )
+    b = "batch" if report.batch == "dynamic" else report.batch
+    info.add_row(
+        "input",
+        escape(
+            f"input float32 [{b}, 3, {report.image_size[0]}, {report.image_size[1]}]"
+            f" -> logits [{b}, {report.num_classes}]"
+        ),
+    )
+    info.add_row(
+        "onnx",
+        f"opset {report.opset}, {report.exporter} exporter, {report.num_nodes} nodes: "
+        + ", ".join(f"{op} {n}" for op, n in report.nodes_by_op.items()),
+    )
+    info.add_row("parity", f"{status} vs PyTorch ({report.tolerance})")
+    out.print(info)
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("batch", "max abs diff", "max diff / max|logit|", "mean abs diff", "cosine (min)", "top-1 agree"):
+        table.add_column(col, justify="right")
+    for r in report.parity:
+        table.add_row(
+            str(r.batch_size),
+            f"{r.max_abs_diff:.2e}",
+            f"{r.diff_to_scale:.2e}",
+            f"{r.mean_abs_diff:.2e}",
+            f"{r.cosine_min:.8f}",
+            f"{r.top1_agreement:.0%}",
+        )
+    out.print(table)
+    out.print(f"[dim]{report.seconds.get('total', 0):.1f} s[/]")
+
+
+# ------------------------------------------------------------------------------------------ info
+
+
+@app.command("info")
+def info_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An ONNX file exported by resnet-deploy.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what an exported artifact is: its metadata, signature and graph."""
+    from .artifacts import describe_onnx
+
+    desc = describe_onnx(artifact)
+    if json_out:
+        _emit_json(desc)
+        return
+    out.print(f"[bold]{desc['path']}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for io_ in desc["inputs"] + desc["outputs"]:
+        grid.add_row(io_["name"], escape(f"{io_['dtype']} {io_['shape']}"))
+    grid.add_row("opset", str(desc["opset"]))
+    grid.add_row("nodes", ", ".join(f"{op} {n}" for op, n in desc["nodes_by_op"].items()))
+    for key, value in desc["metadata"].items():
+        grid.add_row(key, escape(value))
+    out.print(grid)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,540 @@
+"""nn.Module -> ONNX, checked and verified before it is kept (after optimum's exporter).
+
+``export_onnx`` folds BatchNorm into the convolutions, exports with a named ``input`` /
+``logits`` signature and a dynamic ``batch`` axis, removes ``Identity`` nodes, records where the
+model came from in ``metadata_props``, runs the full ONNX checker and strict shape inference, then
+runs the file in ONNX Runtime against the PyTorch model on seeded inputs at two batch sizes. Only a
+file that passes is renamed onto the output path; a parity failure is an error, not a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from ._version import __version__
+from .errors import ConfigError, ExportError, MissingDependencyError, ParityError
+from .fold import fold_batchnorm
+from .models.cfg import ModelCfg
+from .models.profile import count_macs, count_params
+from .models.registry import create_model
+from .models.resnet import ResNet
+from .parity import FP32_TOLERANCE, ParityResult, Tolerance, compare_outputs
+from .reports import atomic_path, check_output_path
+from .weights import WeightsInfo, WeightsSpec, sha256_file
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+DEFAULT_OPSET = 18
+EXPORTERS = ("auto", "dynamo", "torchscript")
+# The dynamo exporter emits opset >= 18 natively; below that torch's version converter is fragile,
+# so "auto" picks the TorchScript exporter for opsets 13-17.
+DYNAMO_MIN_OPSET = 18
+TORCHSCRIPT_OPSETS = range(13, 21)
+VERIFY_BATCH_SIZES = (1, 3)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportReport:
+    """What ``export_onnx`` produced and how it was verified."""
+
+    path: str
+    model: str
+    depth: int
+    variant: str
+    shortcut: str
+    num_classes: int
+    image_size: tuple[int, int]
+    batch: str  # "dynamic" or the fixed size
+    opset: int
+    exporter: str
+    weights: WeightsInfo
+    params: int
+    gmacs: float
+    file_size_bytes: int = 0
+    sha256: str = ""
+    nodes_by_op: dict[str, int] = field(default_factory=dict)
+    num_nodes: int = 0
+    parity: list[ParityResult] = field(default_factory=list)
+    parity_passed: bool = False
+    tolerance: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "model": self.model,
+            "depth": self.depth,
+            "variant": self.variant,
+            "shortcut": self.shortcut,
+            "num_classes": self.num_classes,
+            "image_size": list(self.image_size),
+            "batch": self.batch,
+            "opset": self.opset,
+            "exporter": self.exporter,
+            "precision": "fp32",
+            "weights": self.weights.to_dict(),
+            "params": self.params,
+            "gmacs": self.gmacs,
+            "file_size_bytes": self.file_size_bytes,
+            "sha256": self.sha256,
+            "num_nodes": self.num_nodes,
+            "nodes_by_op": self.nodes_by_op,
+            "parity": {
+                "reference": "torch (eager, fp32, BatchNorm unfolded)",
+                "candidate": "onnxruntime CPUExecutionProvider",
+                "passed": self.parity_passed,
+                "tolerance": self.tolerance,
+                "results": [p.to_dict() for p in self.parity],
+            },
+            "metadata": self.metadata,
+            "seconds": self.seconds,
+            "warnings": self.warnings,
+        }
+
+
+def parse_image_size(value: int | str | Sequence[int] | None, cfg: ModelCfg) -> tuple[int, int]:
+    """``224``, ``"224"``, ``"256x192"`` (HxW) or ``(256, 192)``; None means the model's native size."""
+    if value is None:
+        return cfg.input_size[1], cfg.input_size[2]
+    try:
+        if isinstance(value, str):
+            parts = value.lower().replace(",", "x").split("x")
+            dims = [int(p) for p in parts]
+        elif isinstance(value, int):
+            dims = [value]
+        else:
+            dims = [int(v) for v in value]
+    except ValueError:
+        raise ConfigError(f"image size {value!r} is not a number or HxW (e.g. 224 or 256x192)") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2:
+        raise ConfigError(f"image size {value!r}: give one size or HxW")
+    return dims[0], dims[1]
+
+
+def check_image_size(size: tuple[int, int], net: ResNet) -> None:
+    """Each stage must see at least one real pixel: the sides must reach the network's total stride."""
+    h, w = size
+    if min(h, w) < net.total_stride:
+        name = getattr(net, "model_name", "this model")
+        raise ConfigError(
+            f"image size {h}x{w} is too small for {name}: its strides reduce the input {net.total_stride}x, "
+            f"so each side must be at least {net.total_stride}"
+        )
+    if max(h, w) > 8192:
+        raise ConfigError(f"image size {h}x{w} is too large (each side at most 8192)")
+
+
+def parse_batch(value: int | str | None) -> int | None:
+    """None / "dynamic" -> None (dynamic axis); a positive integer -> that fixed batch size."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "dynamic"):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"batch {value!r}: use 'dynamic' or a positive integer") from None
+    if n <= 0:
+        raise ConfigError(f"batch {n}: a fixed batch size must be a positive integer")
+    return n
+
+
+def _pick_exporter(exporter: str, opset: int) -> str:
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    max_opset = onnx.defs.onnx_opset_version()
+    if not 13 <= opset <= max_opset:
+        raise ConfigError(f"opset {opset} is not supported: choose 13-{max_opset} (TensorRT 10 reads up to 22)")
+    if exporter == "auto":
+        exporter = "dynamo" if opset >= DYNAMO_MIN_OPSET else "torchscript"
+    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
+        raise ConfigError(
+            f"the dynamo exporter emits opset >= {DYNAMO_MIN_OPSET}; use --exporter torchscript for opset {opset}"
+        )
+    if exporter == "torchscript" and opset not in TORCHSCRIPT_OPSETS:
+        raise ConfigError(f"the TorchScript exporter supports opsets 13-20, not {opset}; use --exporter dynamo")
+    return exporter
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Any:
+    """torch's exporters log chatter (e.g. 'torchvision is not installed') on stderr; mute it."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_torch_exporter(
+    model: nn.Module, sample: torch.Tensor, opset: int, exporter: str, dynamic: bool
+) -> onnx.ModelProto:
+    """Run one of torch's exporters quietly (they print and warn) and return the ModelProto."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad(), _quiet_torch_logs():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            try:
+                import onnxscript  # noqa: F401
+            except ImportError:
+                raise MissingDependencyError("onnxscript", purpose="torch's dynamo ONNX exporter") from None
+            shapes = ({0: torch.export.Dim(BATCH_AXIS, min=1, max=65536)},) if dynamic else None
+            program = torch.onnx.export(
+                model,
+                (sample,),
+                None,
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_shapes=shapes,
+                optimize=True,
+                external_data=False,
+            )
+            if program is None:
+                raise ExportError("torch.onnx.export returned no program")
+            return program.model_proto
+        buf = io.BytesIO()
+        axes = {INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}} if dynamic else None
+        torch.onnx.export(
+            model,
+            (sample,),
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file-like objects too
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+        return onnx.load_from_string(buf.getvalue())
+
+
+def remove_identity_nodes(graph: onnx.GraphProto) -> int:
+    """Bypass every ``Identity`` node; returns how many were removed."""
+    outputs = {o.name for o in graph.output}
+    removed = 0
+    for node in list(graph.node):
+        if node.op_type != "Identity":
+            continue
+        src, dst = node.input[0], node.output[0]
+        if dst in outputs:
+            # Keep the graph output's name: let the producer of src write it directly.
+            producers = [n for n in graph.node if src in n.output]
+            if not producers or src in outputs or any(src in n.input for n in graph.node if n is not node):
+                continue
+            producer = producers[0]
+            producer.output[list(producer.output).index(src)] = dst
+        else:
+            for n in graph.node:
+                for i, name in enumerate(n.input):
+                    if name == dst:
+                        n.input[i] = src
+        graph.node.remove(node)
+        removed += 1
+    return removed
+
+
+def _set_batch_dim(model: onnx.ModelProto, dynamic: bool) -> None:
+    for value in [*model.graph.input, *model.graph.output]:
+        dim0 = value.type.tensor_type.shape.dim[0]
+        if dynamic:
+            dim0.Clear()
+            dim0.dim_param = BATCH_AXIS
+
+
+def build_metadata(
+    net: ResNet,
+    cfg: ModelCfg,
+    info: WeightsInfo,
+    image_size: tuple[int, int],
+    batch: int | None,
+    opset: int,
+    exporter: str,
+) -> dict[str, str]:
+    """Everything needed to know what this ONNX is and how to feed it, as ``metadata_props``."""
+
+    def floats(v: Sequence[float]) -> str:
+        return ",".join(f"{x:g}" for x in v)
+
+    meta = {
+        "model": getattr(net, "model_name", cfg.name),
+        "depth": str(cfg.depth),
+        "dataset": cfg.dataset,
+        "block": cfg.block,
+        "variant": net.variant,
+        "shortcut": net.shortcut,
+        "num_classes": str(net.fc.out_features),
+        "labels": cfg.labels,
+        "precision": "fp32",
+        "batchnorm": "folded",
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "input_layout": "NCHW",
+        "input_dtype": "float32",
+        "color": "RGB",
+        "image_size": f"{image_size[0]}x{image_size[1]}",
+        "resize_size": str(round(min(image_size) * cfg.resize_size / cfg.crop_size)),
+        "crop_size": f"{image_size[0]}x{image_size[1]}",
+        "interpolation": cfg.interpolation,
+        "scale": "1/255",
+        "mean": floats(cfg.mean),
+        "std": floats(cfg.std),
+        "batch": "dynamic" if batch is None else str(batch),
+        "weights": info.label,
+        "weights_source": info.source,
+        "weights_trained": "true" if info.trained else "false",
+        "weights_sha256": info.state_sha256,
+        "opset": str(opset),
+        "exporter": f"torch.onnx ({exporter})",
+        "toolkit": "resnet-deploy",
+        "toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+    }
+    if info.seed is not None and info.source == "random":
+        meta["weights_seed"] = str(info.seed)
+        meta["weights_note"] = "random initialisation: untrained, the outputs are meaningless"
+    for key, value in (("weights_tag", info.tag), ("weights_url", info.url), ("weights_file_sha256", info.file_sha256)):
+        if value:
+            meta[key] = value
+    if info.source == "file" and info.path:
+        meta["weights_file"] = Path(info.path).name
+    return meta
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file."""
+    from .artifacts import load_onnx
+
+    return {p.key: p.value for p in load_onnx(path, load_weights=False).metadata_props}
+
+
+def _ort_session(path: Path, threads: int | None = None) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", purpose="verifying the export") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def verify_onnx(
+    path: Path,
+    reference: nn.Module,
+    image_size: tuple[int, int],
+    batch_sizes: Sequence[int],
+    *,
+    seed: int = 0,
+    tolerance: Tolerance = FP32_TOLERANCE,
+) -> list[ParityResult]:
+    """Run the ONNX file in ONNX Runtime (CPU) and ``reference`` in torch on the same seeded inputs."""
+    session = _ort_session(path)
+    gen = torch.Generator().manual_seed(seed)
+    results = []
+    for bs in batch_sizes:
+        x = torch.randn(bs, 3, *image_size, generator=gen)
+        with torch.no_grad():
+            ref = reference(x).numpy()
+        (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+        results.append(compare_outputs(ref, out, tolerance))
+    return results
+
+
+def export_onnx(
+    model: ResNet | str | int,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    weights: WeightsSpec = "auto",
+    variant: str = "v1.5",
+    shortcut: str | None = None,
+    num_classes: int | None = None,
+    image_size: int | str | Sequence[int] | None = None,
+    batch: int | str | None = "dynamic",
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "auto",
+    seed: int = 0,
+    verify_batch_sizes: Sequence[int] = VERIFY_BATCH_SIZES,
+    tolerance: Tolerance = FP32_TOLERANCE,
+    allow_mismatch: bool = False,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Export a zoo ResNet to a verified FP32 ONNX file and return the report.
+
+    ``model``: a model from ``create_model`` (then ``weights``/``variant``/``shortcut``/
+    ``num_classes`` are taken from it), or a model id / depth to build with those arguments.
+    ``output``: a file path or an existing folder (default: ``<model>.onnx`` in the current folder).
+    Raises ``ParityError`` (with the report) if ONNX Runtime disagrees with PyTorch, unless
+    ``allow_mismatch``; nothing is left at the output path on any error.
+    """
+    say = progress or (lambda _stage: None)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
+    if isinstance(model, (str, int)):
+        from .models.registry import get_model_cfg
+
+        cfg0 = get_model_cfg(model)
+        default_name = f"{cfg0.name}.onnx"
+    else:
+        default_name = f"{getattr(model, 'model_name', 'model')}.onnx"
+    out_path = check_output_path(output if output is not None else default_name, default_name)
+    batch_n = parse_batch(batch)
+    exporter = _pick_exporter(exporter, opset)
+
+    if isinstance(model, (str, int)):
+        say("building model and loading weights")
+        net = create_model(
+            model, weights=weights, variant=variant, shortcut=shortcut, num_classes=num_classes, seed=seed
+        )
+        lap("build")
+    else:
+        net = model
+    if not isinstance(net, ResNet) or net.cfg is None or net.weights_info is None:
+        raise ConfigError("export_onnx takes a model id, a depth, or a model built by create_model")
+    cfg, info = net.cfg, net.weights_info
+    size = parse_image_size(image_size, cfg)
+    check_image_size(size, net)
+    verify_sizes = tuple(verify_batch_sizes) if batch_n is None else (batch_n,)
+
+    reference = net.eval()
+    say("folding BatchNorm into convolutions")
+    folded = fold_batchnorm(reference)
+    lap("fold")
+
+    say(f"exporting to ONNX (opset {opset}, {exporter})")
+    sample = torch.randn(2 if batch_n is None else batch_n, 3, *size, generator=torch.Generator().manual_seed(seed))
+    try:
+        proto = _run_torch_exporter(folded, sample, opset, exporter, dynamic=batch_n is None)
+    except MissingDependencyError:
+        raise
+    except Exception as e:  # torch's exporters raise many types
+        raise ExportError(f"torch.onnx.export ({exporter}) failed: {str(e).strip().splitlines()[0][:300]}") from e
+    del folded
+    lap("export")
+
+    say("checking the ONNX graph")
+    remove_identity_nodes(proto.graph)
+    _set_batch_dim(proto, dynamic=batch_n is None)
+    meta = build_metadata(net, cfg, info, size, batch_n, opset, exporter)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "resnet-deploy"
+    proto.producer_version = __version__
+    proto.doc_string = (
+        f"{meta['model']} ({meta['variant']}, shortcut {meta['shortcut']}) exported by resnet-deploy {__version__}"
+    )
+    _check_graph(proto, net.fc.out_features, size, batch_n)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"the exported ONNX fails onnx.checker / shape inference: {str(e).splitlines()[0]}") from e
+    nodes = Counter(n.op_type for n in proto.graph.node)
+    lap("check")
+
+    report = ExportReport(
+        path=str(out_path.resolve()),
+        model=meta["model"],
+        depth=cfg.depth,
+        variant=net.variant,
+        shortcut=net.shortcut,
+        num_classes=net.fc.out_features,
+        image_size=size,
+        batch=meta["batch"],
+        opset=opset,
+        exporter=exporter,
+        weights=info,
+        params=count_params(net),
+        gmacs=round(count_macs(net, size) / 1e9, 4),
+        nodes_by_op=dict(sorted(nodes.items(), key=lambda kv: (-kv[1], kv[0]))),
+        num_nodes=sum(nodes.values()),
+        metadata=meta,
+        tolerance=tolerance.describe(),
+    )
+    if not info.trained:
+        report.warnings.append(
+            info.note
+            or "random weights (untrained): outputs are meaningless; pass --weights imagenet or --weights PATH"
+        )
+
+    with atomic_path(out_path) as tmp:
+        onnx.save_model(proto, str(tmp))
+        del proto
+        say(f"verifying with ONNX Runtime at batch {', '.join(map(str, verify_sizes))}")
+        report.parity = verify_onnx(tmp, reference, size, verify_sizes, seed=seed, tolerance=tolerance)
+        report.parity_passed = all(r.passed for r in report.parity)
+        lap("verify")
+        report.file_size_bytes = tmp.stat().st_size
+        report.sha256 = sha256_file(tmp)
+        if not report.parity_passed:
+            worst = max(report.parity, key=lambda r: r.diff_to_scale)
+            message = (
+                f"ONNX Runtime output differs from PyTorch at batch {worst.batch_size}: max|diff| "
+                f"{worst.max_abs_diff:.3g} = {worst.diff_to_scale:.3g} x max|logit| "
+                f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
+            )
+            if not allow_mismatch:
+                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+            report.warnings.append(message + "; kept because of --allow-mismatch")
+    seconds["total"] = round(sum(seconds.values()), 3)
+    report.seconds = seconds
+    return report
+
+
+def _check_graph(proto: onnx.ModelProto, num_classes: int, size: tuple[int, int], batch: int | None) -> None:
+    """The contract every later stage relies on: names, shapes, and a fully folded graph."""
+    ops = Counter(n.op_type for n in proto.graph.node)
+    for banned in ("BatchNormalization", "Identity"):
+        if ops.get(banned):
+            raise ExportError(f"the exported graph still has {ops[banned]} {banned} node(s)")
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
+        raise ExportError(
+            f"unexpected graph signature: inputs {[i.name for i in inputs]}, outputs {[o.name for o in proto.graph.output]}"
+        )
+
+    def dims(v: onnx.ValueInfoProto) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+    b: int | str = BATCH_AXIS if batch is None else batch
+    want_in, want_out = [b, 3, size[0], size[1]], [b, num_classes]
+    if dims(inputs[0]) != want_in or dims(proto.graph.output[0]) != want_out:
+        raise ExportError(
+            f"unexpected shapes: input {dims(inputs[0])} (want {want_in}), output {dims(proto.graph.output[0])} (want {want_out})"
+        )

@@ -1,0 +1,85 @@
+"""Atomic file writes and JSON rendering shared by every stage.
+
+An artifact is written to a hidden temp file in its target folder and renamed over the target
+only once complete (``os.replace`` is atomic on POSIX): a crash, a failed check or Ctrl-C never
+leaves a partial file at the output path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def check_output_path(path: str | os.PathLike[str], default_name: str) -> Path:
+    """Resolve an output path (a file, or an existing folder to put ``default_name`` in) and check
+    that its folder exists and is writable, before any slow work starts."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / default_name
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise ConfigError(f"output folder does not exist: {parent} (create it first)")
+    if not parent.is_dir():
+        raise ConfigError(f"output folder is not a folder: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder is not writable: {parent}")
+    if p.exists() and p.is_dir():
+        raise ConfigError(f"output path is a folder: {p}")
+    return p
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; on normal exit rename it onto ``target``, else delete it."""
+    target = Path(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, paths, numpy scalars, tuples -> plain JSON types; non-finite floats -> None."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item"):  # numpy scalar
+        return to_jsonable(obj.item())
+    return str(obj)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
