@@ -276,6 +276,10 @@ def export_cmd(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for random weights and the verification inputs.")] = 0,
+    rtol: Annotated[
+        float,
+        typer.Option(help="Parity tolerance: max |onnx - torch| must be <= RTOL x max |torch logit|."),
+    ] = 1e-4,
     allow_mismatch: Annotated[
         bool, typer.Option("--allow-mismatch", help="Keep the file even if ONNX Runtime disagrees with PyTorch.")
     ] = False,
@@ -284,6 +288,10 @@ def export_cmd(
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
     from .errors import ParityError
     from .export import export_onnx
+    from .parity import Tolerance
+
+    if not 0 <= rtol < 1:
+        raise ConfigError(f"--rtol {rtol}: choose a value in [0, 1)")
 
     name = _resolve_model_option(depth, model)
     try:
@@ -301,6 +309,7 @@ def export_cmd(
                 exporter=exporter.value,
                 seed=seed,
                 allow_mismatch=allow_mismatch,
+                tolerance=Tolerance(scale_rtol=rtol),
                 progress=progress,
             )
     except ParityError as e:

@@ -31,10 +31,14 @@ def check_output_path(path: str | os.PathLike[str], default_name: str) -> Path:
         raise ConfigError(f"output folder does not exist: {parent} (create it first)")
     if not parent.is_dir():
         raise ConfigError(f"output folder is not a folder: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder is not writable: {parent}")
     if p.exists() and p.is_dir():
         raise ConfigError(f"output path is a folder: {p}")
+    try:  # the only reliable test (root ignores mode bits; read-only mounts ignore both)
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"output folder is not writable: {parent} ({e.strerror})") from None
     return p
 
 

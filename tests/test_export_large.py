@@ -1,0 +1,38 @@
+"""Full-size exports: ResNet-152 within its memory budget, measured in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import json, resource, sys
+from resnet_deploy import export_onnx
+report = export_onnx("resnet152", sys.argv[1], weights="random")
+peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+print(json.dumps({"passed": report.parity_passed, "size": report.file_size_bytes,
+                  "conv": report.nodes_by_op["Conv"], "peak_mib": peak_mib}))
+"""
+
+
+@pytest.mark.slow
+def test_resnet152_exports_under_2_5_gb_peak(tmp_path: Path) -> None:
+    env = {**os.environ, "RESNET_DEPLOY_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "r152.onnx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["passed"] and result["conv"] == 155
+    assert 230e6 < result["size"] < 250e6  # 60.2 M fp32 parameters inside the file
+    assert result["peak_mib"] < 2.5 * 1024, result
