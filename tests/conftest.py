@@ -28,3 +28,33 @@ def torchvision_layout() -> dict[str, Any]:
     """torchvision 0.29.1's resnet18..152 state_dict entries, in order (from shared/fixtures)."""
     data: dict[str, Any] = json.loads((FIXTURES / "torchvision_resnet_state_dicts.json").read_text())
     return data["models"]
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _has_tensorrt() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None and _has_cuda()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU and TensorRT tests skip with a reason where the hardware or library is absent, and run
+    unchanged on a machine that has them (scripts/gpu_check.sh)."""
+    needs = {
+        "gpu": (_has_cuda, "needs a CUDA GPU (torch.cuda.is_available() is False)"),
+        "tensorrt": (_has_tensorrt, 'needs TensorRT and a CUDA GPU (pip install "resnet-deploy[tensorrt]")'),
+    }
+    cache: dict[str, bool] = {}
+    for item in items:
+        for marker, (probe, reason) in needs.items():
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in cache:
+                cache[marker] = probe()
+            if not cache[marker]:
+                item.add_marker(pytest.mark.skip(reason=reason))
