@@ -69,7 +69,7 @@ def _help_hint(e: Exception) -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print("[bold red]error:[/] " + escape(message), markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -189,7 +189,7 @@ def models_cmd(
         gmacs = f"{r['gmacs']:.2f}" if r["gmacs"] >= 0.995 else f"{r['gmacs']:.3f}"
         if "gmacs_v1" in r:
             gmacs += f" (v1 {r['gmacs_v1']:.2f})"
-        variant = "v1.5 / v1" if r["block"] == "bottleneck" else "-"
+        variant = "v1.5 / v1" if r["block"] == "bottleneck" else "v1.5 (= v1)"
         top1 = ", ".join(f"{w['top1']:.2f}" for w in r["weights"]) or "-"
         table.add_row(
             r["name"],
@@ -317,7 +317,7 @@ def export_cmd(
             _emit_json(e.report)
         raise
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
     if json_out:
         _emit_json(report)
         return
@@ -327,7 +327,7 @@ def export_cmd(
 def _render_export(report: Any) -> None:
     size_mb = report.file_size_bytes / 1e6
     status = "[bold green]passed[/]" if report.parity_passed else "[bold red]FAILED[/]"
-    out.print(f"[bold]{report.path}[/]  ({size_mb:.1f} MB, sha256 {report.sha256[:12]}...)", highlight=False)
+    out.print(f"[bold]{escape(report.path)}[/]  ({size_mb:.1f} MB, sha256 {report.sha256[:12]}...)", highlight=False)
     info = Table.grid(padding=(0, 2))
     info.add_column(style="dim")
     info.add_column()
@@ -385,16 +385,16 @@ def info_cmd(
     if json_out:
         _emit_json(desc)
         return
-    out.print(f"[bold]{desc['path']}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
+    out.print(f"[bold]{escape(desc['path'])}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
     for io_ in desc["inputs"] + desc["outputs"]:
-        grid.add_row(io_["name"], escape(f"{io_['dtype']} {io_['shape']}"))
+        grid.add_row(escape(io_["name"]), escape(f"{io_['dtype']} {io_['shape']}"))
     grid.add_row("opset", str(desc["opset"]))
     grid.add_row("nodes", ", ".join(f"{op} {n}" for op, n in desc["nodes_by_op"].items()))
     for key, value in desc["metadata"].items():
-        grid.add_row(key, escape(value))
+        grid.add_row(escape(key), escape(value))
     out.print(grid)
 
 

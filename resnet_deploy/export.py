@@ -78,10 +78,12 @@ class ExportReport:
     metadata: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    written: bool = True  # False when a failed check kept the file from being written
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "written": self.written,
             "model": self.model,
             "depth": self.depth,
             "variant": self.variant,
@@ -119,12 +121,14 @@ def parse_image_size(value: int | str | Sequence[int] | None, cfg: ModelCfg) -> 
     try:
         if isinstance(value, str):
             parts = value.lower().replace(",", "x").split("x")
-            dims = [int(p) for p in parts]
-        elif isinstance(value, int):
+            dims = [_parse_int(p.strip(), "image size") for p in parts]
+        elif isinstance(value, int) and not isinstance(value, bool):
             dims = [value]
+        elif isinstance(value, (list, tuple)):
+            dims = [_parse_int(v, "image size") for v in value]
         else:
-            dims = [int(v) for v in value]
-    except ValueError:
+            raise ConfigError("bad type")
+    except ConfigError:
         raise ConfigError(f"image size {value!r} is not a number or HxW (e.g. 224 or 256x192)") from None
     if len(dims) == 1:
         dims = dims * 2
@@ -142,8 +146,8 @@ def check_image_size(size: tuple[int, int], net: ResNet) -> None:
             f"image size {h}x{w} is too small for {name}: its strides reduce the input {net.total_stride}x, "
             f"so each side must be at least {net.total_stride}"
         )
-    if max(h, w) > 8192:
-        raise ConfigError(f"image size {h}x{w} is too large (each side at most 8192)")
+    if max(h, w) > 4096:
+        raise ConfigError(f"image size {h}x{w} is too large (each side at most 4096)")
 
 
 def parse_batch(value: int | str | None) -> int | None:
@@ -151,20 +155,83 @@ def parse_batch(value: int | str | None) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "dynamic"):
         return None
     try:
-        n = int(value)
-    except (TypeError, ValueError):
+        n = _parse_int(value, "batch")
+    except ConfigError:
         raise ConfigError(f"batch {value!r}: use 'dynamic' or a positive integer") from None
     if n <= 0:
         raise ConfigError(f"batch {n}: a fixed batch size must be a positive integer")
+    if n > MAX_FIXED_BATCH:
+        raise ConfigError(
+            f"batch {n}: a fixed batch size must be at most {MAX_FIXED_BATCH} (use 'dynamic' for any size)"
+        )
     return n
+
+
+MAX_FIXED_BATCH = 4096
+# ONNX Runtime 1.19+ and TensorRT 10.x read opsets up to 21/22; newer opsets need IR versions that
+# deployment runtimes reject, so the toolkit stops at 22.
+MAX_OPSET = 22
+
+
+def _parse_int(value: object, what: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} {value!r} must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ConfigError(f"{what} {value!r} must be an integer")
+
+
+def _verify_sizes(sizes: Sequence[int], batch_n: int | None) -> tuple[int, ...]:
+    if batch_n is not None:
+        return (batch_n,)
+    out = tuple(_parse_int(b, "verification batch size") for b in sizes)
+    if not out or any(b < 1 or b > MAX_FIXED_BATCH for b in out):
+        raise ConfigError(f"verify_batch_sizes {sizes!r}: give at least one batch size in 1-{MAX_FIXED_BATCH}")
+    return out
+
+
+def current_weights_info(net: ResNet) -> WeightsInfo:
+    """The model's WeightsInfo, re-hashed: weights changed since loading are recorded as such."""
+    from dataclasses import replace
+
+    from .weights import state_dict_sha256
+
+    info = net.weights_info
+    if info is None:
+        raise ConfigError("export_onnx takes a model built by create_model")
+    digest = state_dict_sha256(net.state_dict())
+    if digest == info.state_sha256:
+        return info
+    return replace(
+        info,
+        source="in-memory",
+        trained=True,
+        state_sha256=digest,
+        note=f"weights changed in memory after loading {info.label} (e.g. fine-tuned); recorded by their hash",
+    )
+
+
+def _check_finite(net: nn.Module, size: tuple[int, int], seed: int) -> None:
+    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ExportError(f"the weights contain NaN or Inf (in {', '.join(bad[:3])}): check the checkpoint")
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = net(x)
+    if not torch.isfinite(y).all():
+        raise ExportError("the PyTorch model itself outputs NaN or Inf on a standard-normal input: check the weights")
 
 
 def _pick_exporter(exporter: str, opset: int) -> str:
     if exporter not in EXPORTERS:
         raise ConfigError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
-    max_opset = onnx.defs.onnx_opset_version()
+    max_opset = min(onnx.defs.onnx_opset_version(), MAX_OPSET)
     if not 13 <= opset <= max_opset:
-        raise ConfigError(f"opset {opset} is not supported: choose 13-{max_opset} (TensorRT 10 reads up to 22)")
+        raise ConfigError(
+            f"opset {opset} is not supported: choose 13-{max_opset} (what ONNX Runtime and TensorRT 10 read)"
+        )
     if exporter == "auto":
         exporter = "dynamo" if opset >= DYNAMO_MIN_OPSET else "torchscript"
     if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
@@ -374,8 +441,8 @@ def export_onnx(
     model: ResNet | str | int,
     output: str | os.PathLike[str] | None = None,
     *,
-    weights: WeightsSpec = "auto",
-    variant: str = "v1.5",
+    weights: WeightsSpec | None = None,
+    variant: str | None = None,
     shortcut: str | None = None,
     num_classes: int | None = None,
     image_size: int | str | Sequence[int] | None = None,
@@ -390,8 +457,10 @@ def export_onnx(
 ) -> ExportReport:
     """Export a zoo ResNet to a verified FP32 ONNX file and return the report.
 
-    ``model``: a model from ``create_model`` (then ``weights``/``variant``/``shortcut``/
-    ``num_classes`` are taken from it), or a model id / depth to build with those arguments.
+    ``model``: a model id / depth, built with ``weights`` (default ``"auto"``), ``variant``,
+    ``shortcut`` and ``num_classes``; or a model from ``create_model`` (those four then come from
+    the model, and passing them is an error). A model whose weights changed after
+    ``create_model`` (fine-tuned in memory) is recorded as such, with the hash of what is exported.
     ``output``: a file path or an existing folder (default: ``<model>.onnx`` in the current folder).
     Raises ``ParityError`` (with the report) if ONNX Runtime disagrees with PyTorch, unless
     ``allow_mismatch``; nothing is left at the output path on any error.
@@ -406,33 +475,96 @@ def export_onnx(
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    if isinstance(model, (str, int)):
+    if isinstance(model, bool) or not isinstance(model, (str, int, ResNet)):
+        raise ConfigError("export_onnx takes a model id, a depth, or a model built by create_model")
+    if isinstance(model, ResNet):
+        given = [
+            k
+            for k, v in (
+                ("weights", weights),
+                ("variant", variant),
+                ("shortcut", shortcut),
+                ("num_classes", num_classes),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: pass these to create_model, not with a model object")
+        default_name = f"{model.model_name}.onnx"
+    else:
         from .models.registry import get_model_cfg
 
-        cfg0 = get_model_cfg(model)
-        default_name = f"{cfg0.name}.onnx"
-    else:
-        default_name = f"{getattr(model, 'model_name', 'model')}.onnx"
+        default_name = f"{get_model_cfg(model).name}.onnx"
     out_path = check_output_path(output if output is not None else default_name, default_name)
     batch_n = parse_batch(batch)
+    opset = _parse_int(opset, "opset")
     exporter = _pick_exporter(exporter, opset)
+    verify_sizes = _verify_sizes(verify_batch_sizes, batch_n)
 
-    if isinstance(model, (str, int)):
+    if isinstance(model, ResNet):
+        net = model
+    else:
         say("building model and loading weights")
         net = create_model(
-            model, weights=weights, variant=variant, shortcut=shortcut, num_classes=num_classes, seed=seed
+            model,
+            weights="auto" if weights is None else weights,
+            variant="v1.5" if variant is None else variant,
+            shortcut=shortcut,
+            num_classes=num_classes,
+            seed=seed,
         )
         lap("build")
-    else:
-        net = model
-    if not isinstance(net, ResNet) or net.cfg is None or net.weights_info is None:
+    if net.cfg is None or net.weights_info is None:
         raise ConfigError("export_onnx takes a model id, a depth, or a model built by create_model")
-    cfg, info = net.cfg, net.weights_info
+    cfg, info = net.cfg, current_weights_info(net)
     size = parse_image_size(image_size, cfg)
     check_image_size(size, net)
-    verify_sizes = tuple(verify_batch_sizes) if batch_n is None else (batch_n,)
 
+    was_training = net.training
     reference = net.eval()
+    try:
+        return _export(
+            net,
+            reference,
+            cfg,
+            info,
+            out_path,
+            size,
+            batch_n,
+            opset,
+            exporter,
+            seed,
+            verify_sizes,
+            tolerance,
+            allow_mismatch,
+            say,
+            lap,
+            seconds,
+        )
+    finally:
+        net.train(was_training)
+
+
+def _export(
+    net: ResNet,
+    reference: nn.Module,
+    cfg: ModelCfg,
+    info: WeightsInfo,
+    out_path: Path,
+    size: tuple[int, int],
+    batch_n: int | None,
+    opset: int,
+    exporter: str,
+    seed: int,
+    verify_sizes: tuple[int, ...],
+    tolerance: Tolerance,
+    allow_mismatch: bool,
+    say: Progress,
+    lap: Callable[[str], None],
+    seconds: dict[str, float],
+) -> ExportReport:
+    say("checking the PyTorch model")
+    _check_finite(net, size, seed)
     say("folding BatchNorm into convolutions")
     folded = fold_batchnorm(reference)
     lap("fold")
@@ -483,10 +615,10 @@ def export_onnx(
         tolerance=tolerance.describe(),
     )
     if not info.trained:
-        report.warnings.append(
-            info.note
-            or "random weights (untrained): outputs are meaningless; pass --weights imagenet or --weights PATH"
-        )
+        hint = "--weights imagenet or --weights PATH" if cfg.dataset == "imagenet" else "--weights PATH"
+        report.warnings.append(info.note or f"random weights (untrained): outputs are meaningless; pass {hint}")
+    elif info.note and info.source in ("in-memory", "file"):
+        report.warnings.append(info.note)
 
     with atomic_path(out_path) as tmp:
         onnx.save_model(proto, str(tmp))
@@ -518,6 +650,7 @@ def export_onnx(
                 f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
             )
             if not allow_mismatch:
+                report.written = False
                 raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
             report.warnings.append(message + "; kept because of --allow-mismatch")
     seconds["total"] = round(sum(seconds.values()), 3)

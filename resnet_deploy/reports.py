@@ -23,9 +23,12 @@ from .errors import ConfigError
 def check_output_path(path: str | os.PathLike[str], default_name: str) -> Path:
     """Resolve an output path (a file, or an existing folder to put ``default_name`` in) and check
     that its folder exists and is writable, before any slow work starts."""
-    p = Path(path).expanduser()
+    text = os.fspath(path)
+    p = Path(text).expanduser()
     if p.is_dir():
         p = p / default_name
+    elif text.endswith(("/", os.sep)):
+        raise ConfigError(f"output folder does not exist: {p} (create it first)")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
         raise ConfigError(f"output folder does not exist: {parent} (create it first)")
@@ -33,6 +36,8 @@ def check_output_path(path: str | os.PathLike[str], default_name: str) -> Path:
         raise ConfigError(f"output folder is not a folder: {parent}")
     if p.exists() and p.is_dir():
         raise ConfigError(f"output path is a folder: {p}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(f"output file is read-only: {p} (remove it or choose another path)")
     try:  # the only reliable test (root ignores mode bits; read-only mounts ignore both)
         fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
         os.close(fd)
@@ -51,11 +56,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:

@@ -23,7 +23,7 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
-from .errors import ConfigError, WeightsError
+from .errors import ConfigError, MissingDependencyError, WeightsError
 from .models.cfg import ModelCfg, WeightSource
 
 WeightsSpec = Union[str, "os.PathLike[str]"]
@@ -85,6 +85,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file not found: {p} (use a .pth/.pt state_dict, 'imagenet' or 'random')")
     if p.is_dir():
         raise WeightsError(f"weights path is a directory, not a file: {p}")
+    if p.suffix.lower() == ".safetensors":
+        return _read_safetensors(p)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. torch's note on pickle protocols
@@ -95,10 +97,27 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                 f"refusing to load {p}: it holds pickled Python objects, not only tensors "
                 "(loading it could run arbitrary code); re-save it with torch.save(model.state_dict(), PATH)"
             ) from None
-        raise WeightsError(f"cannot read {p}: corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
+        raise WeightsError(
+            f"cannot read {p}: corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as e:
-        raise WeightsError(f"cannot read {p}: corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
+        raise WeightsError(
+            f"cannot read {p}: corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     return _extract_state_dict(obj, p)
+
+
+def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
+    """A .safetensors file: a plain tensor container, safe by construction."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise MissingDependencyError("safetensors", purpose=f"reading {p.name}") from None
+    try:
+        state = load_file(str(p), device="cpu")
+    except Exception as e:  # safetensors raises its own SafetensorError and OSError
+        raise WeightsError(f"cannot read {p}: corrupt or not a safetensors file ({_first_line(e)})") from None
+    return _extract_state_dict(state, p)
 
 
 def _first_line(e: BaseException) -> str:
@@ -113,8 +132,10 @@ def _extract_state_dict(obj: object, where: Path) -> dict[str, torch.Tensor]:
             if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 obj = inner
                 break
-    if not isinstance(obj, Mapping) or not obj:
+    if not isinstance(obj, Mapping):
         raise WeightsError(f"{where} is not a state_dict: it holds a {type(obj).__name__}, expected a dict of tensors")
+    if not obj:
+        raise WeightsError(f"{where} is not a state_dict: it holds an empty dict")
     bad = [(k, v) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         k, v = bad[0]
@@ -148,13 +169,26 @@ def apply_state_dict(net: nn.Module, state: Mapping[str, torch.Tensor], where: s
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or wrong:
+    wrong_dtype = [
+        f"{k}: file {state[k].dtype} vs model {own[k].dtype}"
+        for k in own
+        if k in state and own[k].is_floating_point() and not state[k].is_floating_point()
+    ]
+    if missing or unexpected or wrong or wrong_dtype:
         parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong),
+            ("wrong dtype", wrong_dtype),
+        ):
             if items:
                 more = f", ... +{len(items) - 3} more" if len(items) > 3 else ""
                 parts.append(f"{len(items)} {label} ({'; '.join(items[:3])}{more})")
         raise WeightsError(f"weights in {where} do not fit {describe_model(net)}: {', '.join(parts)}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"weights in {where} contain NaN or Inf (in {', '.join(bad[:3])})")
     fill = {k: v for k, v in own.items() if k not in state}  # num_batches_tracked of old checkpoints
     with torch.no_grad():
         net.load_state_dict({**fill, **state}, strict=True)
@@ -212,7 +246,7 @@ def imagenet_fit_problem(net: nn.Module, cfg: ModelCfg) -> str | None:
     """Why torchvision's ImageNet checkpoints do not describe this network, or None if they do."""
     if cfg.dataset != "imagenet" or not cfg.weights:
         return f"{cfg.name} is a CIFAR model; there are no published ImageNet weights for it"
-    if getattr(net, "variant", "v1.5") != "v1.5":
+    if getattr(net, "variant", "v1.5") != "v1.5" and cfg.block == "bottleneck":
         return "torchvision's ImageNet checkpoints are trained for variant v1.5 (stride on the 3x3), not v1"
     if getattr(net, "shortcut", "B") != "B":
         return f"torchvision's ImageNet checkpoints use shortcut B, not {getattr(net, 'shortcut', '?')}"
@@ -229,6 +263,8 @@ def load_weights(net: nn.Module, spec: WeightsSpec, *, seed: int = 0) -> Weights
         raise ConfigError("load_weights needs a model built by create_model (it carries the model's cfg)")
     text = os.fspath(spec)
     key = text.strip().lower()
+    if not key:
+        raise WeightsError("empty weights: use auto, random, imagenet[:v1|:v2] or a path to a state_dict file")
 
     if key == "random":
         return WeightsInfo("random", "random", False, state_dict_sha256(net.state_dict()), seed=seed)
@@ -270,6 +306,13 @@ def load_weights(net: nn.Module, spec: WeightsSpec, *, seed: int = 0) -> Weights
         )
     state = read_state_dict(path)
     apply_state_dict(net, state, str(path))
+    file_note: str | None = None
+    if getattr(net, "variant", "v1.5") == "v1" and cfg.block == "bottleneck":
+        # v1 and v1.5 share every parameter shape, so nothing can tell them apart from the file.
+        file_note = (
+            "variant v1 uses the same parameter shapes as v1.5: make sure this checkpoint was trained as v1 "
+            "(torchvision's are v1.5)"
+        )
     return WeightsInfo(
         requested=text,
         source="file",
@@ -277,6 +320,7 @@ def load_weights(net: nn.Module, spec: WeightsSpec, *, seed: int = 0) -> Weights
         state_sha256=state_dict_sha256(net.state_dict()),
         path=str(path.resolve()),
         file_sha256=sha256_file(path),
+        note=file_note,
     )
 
 

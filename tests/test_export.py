@@ -12,8 +12,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from resnet_deploy import ConfigError, ParityError, create_model, export_onnx, list_models, read_metadata
+from resnet_deploy import ConfigError, ExportError, ParityError, create_model, export_onnx, list_models, read_metadata
 from resnet_deploy.parity import Tolerance
+from resnet_deploy.weights import state_dict_sha256
 from tests.test_fold import randomize_bn
 
 REQUIRED_METADATA = {
@@ -80,9 +81,10 @@ def test_every_zoo_model_exports_and_matches_torch(name: str, tmp_path: Path) ->
     meta = read_metadata(path)
     assert set(meta) >= REQUIRED_METADATA
     assert meta["model"] == name and meta["depth"] == name.removeprefix("resnet")
-    assert meta["weights_source"] == "random" and meta["weights_trained"] == "false"
+    # randomize_bn changed the weights after create_model: recorded as in-memory, by their hash.
+    assert meta["weights_source"] == "in-memory" and meta["weights_trained"] == "true"
     assert meta["image_size"] == f"{size}x{size}" and meta["batch"] == "dynamic"
-    assert meta["weights_sha256"] == report.weights.state_sha256
+    assert meta["weights_sha256"] == report.weights.state_sha256 == state_dict_sha256(net.state_dict())
     assert list(os.listdir(tmp_path)) == [f"{name}.onnx"]  # no temp files left behind
 
 
@@ -202,3 +204,74 @@ def test_bad_output_paths(tmp_path: Path) -> None:
         unwritable.chmod(0o500)
     with pytest.raises(ConfigError, match="output folder is not writable"):
         export_onnx("resnet20", unwritable / "m.onnx", weights="random")
+
+
+def test_model_objects_record_what_is_exported(tmp_path: Path) -> None:
+    net = create_model("resnet20", weights="random", seed=4)
+    first = export_onnx(net, tmp_path / "a.onnx")
+    meta = read_metadata(tmp_path / "a.onnx")
+    assert meta["weights_source"] == "random" and meta["weights_seed"] == "4" and meta["weights_trained"] == "false"
+
+    net.train()
+    with torch.no_grad():
+        net.fc.bias.add_(1.0)  # "fine-tuned" in memory
+    report = export_onnx(net, tmp_path / "b.onnx")
+    meta = read_metadata(tmp_path / "b.onnx")
+    assert meta["weights_source"] == "in-memory" and meta["weights_trained"] == "true"
+    assert meta["weights_sha256"] == report.weights.state_sha256 == state_dict_sha256(net.state_dict())
+    assert meta["weights_sha256"] != first.weights.state_sha256
+    assert net.training  # the caller's mode is restored
+    with pytest.raises(ConfigError, match="weights, num_classes: pass these to create_model"):
+        export_onnx(net, tmp_path / "c.onnx", weights="random", num_classes=100)
+
+
+def test_non_finite_weights_are_named(tmp_path: Path) -> None:
+    net = create_model("resnet20", weights="random")
+    with torch.no_grad():
+        net.fc.weight[0, 0] = float("nan")
+    with pytest.raises(ExportError, match=r"NaN or Inf \(in fc.weight\)"):
+        export_onnx(net, tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image_size": 32.0}, "image size 32.0 is not a number"),
+        ({"batch": 2.7}, "batch 2.7"),
+        ({"batch": True}, "batch True"),
+        ({"batch": 100_000}, "at most 4096"),
+        ({"opset": 23}, "opset 23 is not supported: choose 13-22"),
+        ({"opset": "x"}, "opset 'x' must be an integer"),
+        ({"verify_batch_sizes": ()}, "give at least one batch size"),
+        ({"verify_batch_sizes": (0,)}, "give at least one batch size"),
+        ({"num_classes": 10**9}, "num_classes 1000000000 is too large"),
+        ({"image_size": 5000}, "too large"),
+    ],
+)
+def test_api_arguments_are_validated(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        export_onnx("resnet20", tmp_path / "m.onnx", **kwargs)  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("opset", [17, 22])
+def test_opset_range_edges_run_in_onnxruntime(tmp_path: Path, opset: int) -> None:
+    report = export_onnx("resnet20", tmp_path / "m.onnx", weights="random", opset=opset)
+    assert report.parity_passed and onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == opset
+
+
+def test_output_folder_with_trailing_slash_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="output folder does not exist"):
+        export_onnx("resnet20", f"{tmp_path}/newdir/", weights="random")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
+def test_read_only_output_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep me")
+    target.chmod(0o444)
+    with pytest.raises(ConfigError, match="read-only"):
+        export_onnx("resnet20", target, weights="random")
+    assert target.read_bytes() == b"keep me"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ _LAYERS: dict[str, tuple[int, ...]] = {
 }
 
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
+MAX_CLASSES = 100_000
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
 
@@ -158,7 +160,7 @@ def create_model(
 
     name = resolve_model_name(model)
     cfg = _CFGS[name]
-    if variant not in _r.VARIANTS:
+    if not isinstance(variant, str) or variant not in _r.VARIANTS:
         raise ConfigError(f"unknown variant {variant!r}: choose one of {', '.join(_r.VARIANTS)}")
     shortcut = cfg.default_shortcut if shortcut is None else str(shortcut).upper()
     if shortcut not in _r.SHORTCUTS:
@@ -167,6 +169,10 @@ def create_model(
         num_classes = cfg.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes}")
+    if num_classes > MAX_CLASSES:
+        raise ConfigError(f"num_classes {num_classes} is too large (at most {MAX_CLASSES:,})")
+    if weights is None or not isinstance(weights, (str, os.PathLike)):
+        raise ConfigError(f"weights {weights!r}: use 'auto', 'random', 'imagenet[:v1|:v2]' or a path to a state_dict")
     if widths is not None and (len(widths) != len(cfg.layers) or any(w <= 0 for w in widths)):
         raise ConfigError(f"widths {widths} must be {len(cfg.layers)} positive integers for {name}")
 

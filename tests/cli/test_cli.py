@@ -123,6 +123,11 @@ def test_info_command(tmp_path: Path) -> None:
         (["--depth", "20", "--weights", "imagenet"], ["no published ImageNet weights", "CIFAR"], 1),
         (["--depth", "18", "--weights", "imagenet"], ["--weights PATH", "--weights random"], 1),
         (["--depth", "18", "--frobnicate"], ["No such option"], 2),
+        (["--depth", "20", "--batch", "99999999999999999999999"], ["batch", "at most 4096"], 2),
+        (["--depth", "20", "--num-classes", "99999999999999999999999"], ["is too large"], 2),
+        (["--depth", "20", "--opset", "27"], ["opset 27 is not supported"], 2),
+        (["--depth", "20", "--weights", "x[/]y.pth"], ["weights file not found: x[/]y.pth"], 1),
+        (["--depth", "20", "--weights", ""], ["empty weights"], 1),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(
@@ -220,3 +225,14 @@ def test_console_script_runs_in_a_subprocess(tmp_path: Path) -> None:
         and done.stderr.strip().startswith("error: unknown depth 7")
         and "Traceback" not in done.stderr
     )
+
+
+def test_paths_that_look_like_markup(tmp_path: Path) -> None:
+    (tmp_path / "a[").mkdir()
+    for name in ("a[/].onnx", "[red]model.onnx"):
+        target = tmp_path / name
+        code, out, err = run("export", "-d", "20", "-w", "random", "-o", str(target))
+        assert code == 0, err
+        assert target.is_file() and str(target) in out and "Traceback" not in err
+    code, out, err = run("export", "-d", "20", "-w", "random", "-o", str(tmp_path / "[red]model.onnx"), "--json")
+    assert code == 0 and json.loads(out)["path"] == str(tmp_path / "[red]model.onnx")

@@ -153,17 +153,17 @@ def test_he_initialisation_and_zero_init_residual() -> None:
     conv = net.layer3[0].conv2  # 256 -> 256, 3x3: fan_out = 256 * 9
     expected_std = (2.0 / (256 * 9)) ** 0.5
     assert float(conv.weight.detach().std()) == pytest.approx(expected_std, rel=0.02)
-    assert float(net.bn1.weight.min()) == 1.0 and float(net.bn1.bias.abs().max()) == 0.0
+    assert float(net.bn1.weight.detach().min()) == 1.0 and float(net.bn1.bias.detach().abs().max()) == 0.0
 
     zero = create_model("resnet20", weights="random", zero_init_residual=True)
-    assert all(float(m.bn2.weight.abs().max()) == 0.0 for m in zero.modules() if isinstance(m, BasicBlock))
+    assert all(float(m.bn2.weight.detach().abs().max()) == 0.0 for m in zero.modules() if isinstance(m, BasicBlock))
     # Every block starts as the identity: a block without a shortcut maps relu(x) to itself.
     block = zero.layer1[1]
     x = torch.relu(torch.randn(1, 16, 8, 8))
     with torch.no_grad():
         assert torch.allclose(block(x), x)
     z50 = create_model("resnet50", weights="random", zero_init_residual=True)
-    assert all(float(m.bn3.weight.abs().max()) == 0.0 for m in z50.modules() if isinstance(m, Bottleneck))
+    assert all(float(m.bn3.weight.detach().abs().max()) == 0.0 for m in z50.modules() if isinstance(m, Bottleneck))
 
 
 def test_seeded_construction_is_deterministic_and_leaves_global_rng() -> None:
