@@ -332,7 +332,14 @@ def _first_cached(cfg: ModelCfg) -> WeightSource | None:
 
 
 def _load_imagenet(net: nn.Module, cfg: ModelCfg, source: WeightSource, *, requested: str) -> WeightsInfo:
-    path = fetch_checkpoint(source.url, source.sha256_prefix, hub_checkpoint_path(source))
+    try:
+        path = fetch_checkpoint(source.url, source.sha256_prefix, hub_checkpoint_path(source))
+    except WeightsError as e:
+        others = [w for w in cfg.weights if w != source and hub_checkpoint_path(w).exists()]
+        if not others or "hash check" in str(e):
+            raise
+        tag = others[-1].tag.rsplit("_", 1)[-1].lower()
+        raise WeightsError(f"{e}; the {others[-1].tag} checkpoint is cached: --weights imagenet:{tag}") from None
     state = read_state_dict(path)
     apply_state_dict(net, state, str(path))
     return WeightsInfo(

@@ -260,3 +260,18 @@ def test_imagenet_fits_resnet18_in_either_variant() -> None:
     # checkpoint fits; here it is simply not cached (offline), which is the error we get.
     with pytest.raises(WeightsError, match="not in the torch.hub cache"):
         create_model("resnet18", weights="imagenet", variant="v1")
+
+
+def test_offline_imagenet_points_to_another_cached_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = _trained_like("resnet50")
+    url, _prefix, published = _publish(tmp_path, state)
+    cfg = registry._CFGS["resnet50"]
+    v1 = replace(cfg.weights[0], url=url)  # the V1 slot, now a checkpoint we can hash-check
+    monkeypatch.setitem(registry._CFGS, "resnet50", replace(cfg, weights=(v1, cfg.weights[1])))
+    cached = hub_checkpoint_path(v1)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(published.read_bytes())
+    with pytest.raises(WeightsError, match="IMAGENET1K_V1 checkpoint is cached: --weights imagenet:v1"):
+        create_model("resnet50", weights="imagenet")  # DEFAULT is V2, not cached, downloads off
+    assert create_model("resnet50", weights="imagenet:v1").weights_info.tag == "IMAGENET1K_V1"  # type: ignore[union-attr]
+    assert create_model("resnet50").weights_info.tag == "IMAGENET1K_V1"  # type: ignore[union-attr]  # auto
