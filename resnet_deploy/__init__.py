@@ -7,6 +7,7 @@ runtimes (onnxruntime, tensorrt) are imported lazily where they are used, never 
 from ._version import __version__
 from .errors import (
     ConfigError,
+    DataError,
     EngineError,
     ExportError,
     MissingDependencyError,
@@ -19,6 +20,7 @@ from .models import ModelCfg, create_model, get_model_cfg, list_models, model_st
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "EngineError",
     "ExportError",
     "ExportReport",

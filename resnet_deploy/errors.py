@@ -25,6 +25,10 @@ class WeightsError(ResnetDeployError):
     """Weights that cannot be found, read, trusted or loaded into the architecture."""
 
 
+class DataError(ResnetDeployError):
+    """Images or datasets that cannot be found, read or used."""
+
+
 class ExportError(ResnetDeployError):
     """The ONNX export, its checker or its shape inference failed."""
 

@@ -365,7 +365,7 @@ def build_metadata(
         "input_dtype": "float32",
         "color": "RGB",
         "image_size": f"{image_size[0]}x{image_size[1]}",
-        "resize_size": str(round(min(image_size) * cfg.resize_size / cfg.crop_size)),
+        "resize_size": str(round(max(image_size) * cfg.resize_size / cfg.crop_size)),
         "crop_size": f"{image_size[0]}x{image_size[1]}",
         "interpolation": cfg.interpolation,
         "scale": "1/255",

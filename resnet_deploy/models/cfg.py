@@ -83,7 +83,7 @@ class ModelCfg:
             self,
             input_size=(3, height, width),
             crop_size=min(height, width),
-            resize_size=round(min(height, width) * ratio),
+            resize_size=round(max(height, width) * ratio),  # the resized image covers the whole crop
         )
 
     def with_weights(self, source: WeightSource) -> ModelCfg:
