@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -107,6 +108,42 @@ class ShortcutChoice(str, Enum):
     A = "A"
     B = "B"
     C = "C"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class ConvertPrecision(str, Enum):
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class CalibMethodChoice(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class RecipeChoice(str, Enum):
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
+
+CALIB_OPT = typer.Option(
+    "--calib",
+    help="INT8 calibration images: a folder (jpg/png/webp/bmp, recursive), or 'random' (meaningless accuracy).",
+    show_default=False,
+)
+CALIB_COUNT_OPT = typer.Option("--calib-count", help="How many calibration images to use.")
+CALIB_METHOD_OPT = typer.Option("--calib-method", help="Activation range estimation.")
+PERCENTILE_OPT = typer.Option("--percentile", help="With --calib-method percentile: the percentile kept.")
+RECIPE_OPT = typer.Option(
+    "--int8-recipe",
+    help="tensorrt: symmetric int8, zero points 0, Q/DQ on residual Adds (TensorRT 10/11). cpu: uint8 x int8 (ONNX Runtime x86).",
+)
 
 
 class ExporterChoice(str, Enum):
@@ -283,6 +320,18 @@ def export_cmd(
     allow_mismatch: Annotated[
         bool, typer.Option("--allow-mismatch", help="Keep the file even if ONNX Runtime disagrees with PyTorch.")
     ] = False,
+    precision: Annotated[
+        PrecisionChoice,
+        typer.Option(help="fp32; fp16 or int8 (precision inside the graph; the fp32 model is kept beside it)."),
+    ] = PrecisionChoice.fp32,
+    fp16_io: Annotated[
+        bool, typer.Option("--fp16-io", help="With --precision fp16: fp16 input and output too (default fp32).")
+    ] = False,
+    calib: Annotated[str | None, CALIB_OPT] = None,
+    calib_count: Annotated[int, CALIB_COUNT_OPT] = 512,
+    calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
+    percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
+    int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
@@ -292,13 +341,26 @@ def export_cmd(
 
     if not 0 <= rtol < 1:
         raise ConfigError(f"--rtol {rtol}: choose a value in [0, 1)")
+    options = _PrecisionOptions(
+        precision.value,
+        fp16_io,
+        calib,
+        calib_count,
+        calib_method.value,
+        percentile,
+        int8_recipe.value,
+        seed,
+        allow_mismatch,
+    )
+    options.validate()
 
     name = _resolve_model_option(depth, model)
+    fp32_path, final_path = _precision_paths(name, output, precision.value)
     try:
         with _stages() as progress:
             report = export_onnx(
                 name,
-                output,
+                fp32_path,
                 weights=weights,
                 variant=variant.value,
                 shortcut=shortcut.value if shortcut else None,
@@ -318,10 +380,146 @@ def export_cmd(
         raise
     for warning in report.warnings:
         err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
+    if precision == PrecisionChoice.fp32:
+        if json_out:
+            _emit_json(report)
+        else:
+            _render_export(report)
+        return
+
+    converted = _convert(Path(report.path), final_path, options, json_out, report.to_dict())
     if json_out:
-        _emit_json(report)
+        _emit_json(converted)
         return
     _render_export(report)
+    _render_precision(converted)
+
+
+@dataclass(frozen=True)
+class _PrecisionOptions:
+    precision: str
+    fp16_io: bool
+    calib: str | None
+    calib_count: int
+    calib_method: str
+    percentile: float
+    recipe: str
+    seed: int
+    allow_mismatch: bool
+
+    def validate(self) -> None:
+        if self.fp16_io and self.precision != "fp16":
+            raise ConfigError("--fp16-io goes with --precision fp16")
+        if self.precision == "int8" and self.calib is None:
+            raise ConfigError(
+                "--precision int8 needs calibration images: --calib DIR (or --calib random, with meaningless accuracy)"
+            )
+        if self.precision != "int8" and self.calib is not None:
+            raise ConfigError("--calib goes with --precision int8")
+        if self.calib_count <= 0:
+            raise ConfigError(f"--calib-count {self.calib_count}: must be a positive integer")
+
+
+def _convert(
+    src: Path, dst: Path | None, options: _PrecisionOptions, json_out: bool, export_report: dict[str, Any] | None = None
+) -> Any:
+    """fp32 ONNX -> fp16/int8 ONNX with the library, warnings on stderr, the report returned."""
+    from .errors import ParityError
+    from .precision import quantize_int8, to_fp16
+
+    try:
+        with _stages() as progress:
+            if options.precision == "fp16":
+                converted = to_fp16(
+                    src,
+                    dst,
+                    keep_io_types=not options.fp16_io,
+                    seed=options.seed,
+                    allow_mismatch=options.allow_mismatch,
+                    progress=progress,
+                )
+            else:
+                converted = quantize_int8(
+                    src,
+                    dst,
+                    options.calib or "random",
+                    recipe=options.recipe,
+                    method=options.calib_method,
+                    percentile=options.percentile,
+                    count=options.calib_count,
+                    seed=options.seed,
+                    allow_mismatch=options.allow_mismatch,
+                    progress=progress,
+                )
+    except ParityError as e:
+        if json_out and e.report is not None:
+            if export_report is not None:
+                e.report.extra["export"] = export_report
+            _emit_json(e.report)
+        raise
+    if export_report is not None:
+        converted.extra["export"] = export_report
+    for warning in converted.warnings:
+        style = "bold red" if "random" in warning else "bold yellow"
+        err.print(f"[{style}]warning:[/] " + escape(warning), highlight=False)
+    return converted
+
+
+def _precision_paths(name: str, output: Path | None, precision: str) -> tuple[Path | None, Path | None]:
+    """Where the fp32 ONNX and the final artifact go: ``-o`` names the final artifact; the fp32
+    model it was made from is kept beside it (``resnet50.onnx`` next to ``resnet50.fp16.onnx``)."""
+    if precision == "fp32":
+        return output, output
+    if output is None or output.is_dir():
+        folder = output or Path(".")
+        return folder / f"{name}.onnx", folder / f"{name}.{precision}.onnx"
+    stem = output.name.removesuffix(".onnx").removesuffix(f".{precision}")
+    fp32 = output.with_name(f"{stem}.onnx")
+    if fp32 == output:
+        fp32 = output.with_name(f"{stem}.fp32.onnx")
+    return fp32, output
+
+
+def _render_precision(report: Any) -> None:
+    status = "[bold green]passed[/]" if report.parity_passed else "[bold red]FAILED[/]"
+    out.print(
+        f"[bold]{escape(report.path)}[/]  ({report.file_size_bytes / 1e6:.1f} MB, {report.precision}, "
+        f"io {report.io_dtype}, sha256 {report.sha256[:12]}...)",
+        highlight=False,
+    )
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    grid.add_row("onnx", ", ".join(f"{op} {n}" for op, n in report.nodes_by_op.items()))
+    if report.precision == "fp16":
+        grid.add_row(
+            "weights",
+            f"{report.clamped_weights} clamped to the fp16 range, {report.underflowed_weights} underflowed to 0",
+        )
+    else:
+        c = report.extra["calibration"]
+        grid.add_row("int8", f"{report.extra['recipe']} recipe")
+        grid.add_row(
+            "calibration",
+            escape(
+                f"{c['count']} inputs from {c['source']}, {c['method']}, {c['skipped']} skipped, cache {c['cache']}"
+            ),
+        )
+    grid.add_row("parity", f"{status} vs fp32 ONNX ({report.tolerance})")
+    out.print(grid)
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("batch", "cosine (min)", "top-1 agree", "top-5 agree", "max diff / max|logit|", "max abs diff"):
+        table.add_column(col, justify="right")
+    for r in report.parity:
+        table.add_row(
+            str(r.batch_size),
+            f"{r.cosine_min:.6f}",
+            f"{r.top1_agreement:.0%}",
+            f"{r.top5_agreement:.0%}",
+            f"{r.diff_to_scale:.2e}",
+            f"{r.max_abs_diff:.2e}",
+        )
+    out.print(table)
 
 
 def _render_export(report: Any) -> None:
@@ -371,6 +569,51 @@ def _render_export(report: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------ info
+
+
+@app.command("convert")
+def convert_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An fp32 ONNX exported by resnet-deploy.", show_default=False)],
+    precision: Annotated[ConvertPrecision, typer.Option(help="Target precision.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file or folder (default: beside the source, e.g. resnet50.int8.onnx).",
+            show_default=False,
+        ),
+    ] = None,
+    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With fp16: fp16 input and output too.")] = False,
+    calib: Annotated[str | None, CALIB_OPT] = None,
+    calib_count: Annotated[int, CALIB_COUNT_OPT] = 512,
+    calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
+    percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
+    int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
+    seed: Annotated[int, typer.Option(help="Seed for the comparison inputs (and --calib random).")] = 0,
+    allow_mismatch: Annotated[
+        bool, typer.Option("--allow-mismatch", help="Keep the file even if the comparison with fp32 fails.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Convert an fp32 ONNX to fp16 or int8 (Q/DQ), checked against the fp32 model."""
+    options = _PrecisionOptions(
+        precision.value,
+        fp16_io,
+        calib,
+        calib_count,
+        calib_method.value,
+        percentile,
+        int8_recipe.value,
+        seed,
+        allow_mismatch,
+    )
+    options.validate()
+    converted = _convert(artifact, output, options, json_out)
+    if json_out:
+        _emit_json(converted)
+        return
+    _render_precision(converted)
 
 
 @app.command("info")

@@ -1,0 +1,594 @@
+"""Precision lives in the ONNX graph (what TensorRT 10/11 strongly-typed builds need).
+
+``to_fp16`` rewrites an FP32 ONNX from ``export_onnx`` so that weights and activations are FP16:
+every float initializer, Constant and internal Cast, every float tensor type. Weights outside
+FP16's range are clamped (and counted), tiny ones that underflow to zero are counted too. By
+default the graph keeps FP32 ``input``/``logits`` with a Cast at each end, so clients do not change;
+``keep_io_types=False`` makes the interface FP16 as well.
+
+The result is checked (full ONNX checker) and run in ONNX Runtime against the FP32 source on
+seeded inputs before it is kept, like the export itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ._version import __version__
+from .artifacts import load_onnx
+from .errors import ConfigError, DataError, ExportError, MissingDependencyError, ParityError
+from .parity import ParityResult, Tolerance, compare_outputs
+from .reports import atomic_path, check_output_path
+from .weights import sha256_file
+
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)  # 2**-24
+# FP16 keeps ~3 significant digits: judge by direction and ranking, not by a tight abs tolerance.
+FP16_TOLERANCE = Tolerance(scale_rtol=2e-2, min_cosine=0.999)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PrecisionReport:
+    """What a precision conversion produced, and how close it stays to its FP32 source."""
+
+    path: str
+    source: str
+    precision: str
+    io_dtype: str
+    file_size_bytes: int = 0
+    sha256: str = ""
+    source_sha256: str = ""
+    nodes_by_op: dict[str, int] = field(default_factory=dict)
+    clamped_weights: int = 0  # |w| > 65504, clamped to +-65504
+    underflowed_weights: int = 0  # 0 < |w| < 2**-24, became 0
+    parity: list[ParityResult] = field(default_factory=list)
+    parity_passed: bool = False
+    tolerance: str = ""
+    written: bool = True
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "written": self.written,
+            "source": self.source,
+            "precision": self.precision,
+            "io_dtype": self.io_dtype,
+            "file_size_bytes": self.file_size_bytes,
+            "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
+            "num_nodes": sum(self.nodes_by_op.values()),
+            "nodes_by_op": self.nodes_by_op,
+            "clamped_weights": self.clamped_weights,
+            "underflowed_weights": self.underflowed_weights,
+            "parity": {
+                "reference": "fp32 ONNX (onnxruntime CPU)",
+                "passed": self.parity_passed,
+                "tolerance": self.tolerance,
+                "results": [p.to_dict() for p in self.parity],
+            },
+            "seconds": self.seconds,
+            "warnings": self.warnings,
+            **self.extra,
+        }
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    """'int8' if the graph quantizes, else 'fp16' if its Conv weights are FP16, else 'fp32'."""
+    ops = {n.op_type for n in model.graph.node}
+    if "QuantizeLinear" in ops or "DequantizeLinear" in ops or "QLinearConv" in ops:
+        return "int8"
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    conv_types = {inits.get(n.input[1]) for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1}
+    return "fp16" if TensorProto.FLOAT16 in conv_types else "fp32"
+
+
+def _fp16_array(arr: np.ndarray) -> tuple[np.ndarray, int, int]:
+    a = arr.astype(np.float64)
+    clamped = int(np.count_nonzero(np.abs(a) > FP16_MAX))
+    under = int(np.count_nonzero((a != 0) & (np.abs(a) < FP16_TINY / 2)))
+    return np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16), clamped, under
+
+
+def convert_graph_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tuple[int, int]:
+    """In place: every float tensor of ``model`` becomes FP16. Returns (clamped, underflowed)."""
+    graph = model.graph
+    clamped = under = 0
+    for i, init in enumerate(graph.initializer):
+        if init.data_type == TensorProto.FLOAT:
+            arr, c, u = _fp16_array(numpy_helper.to_array(init))
+            clamped, under = clamped + c, under + u
+            graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, init.name))
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+                arr, c, u = _fp16_array(numpy_helper.to_array(attr.t))
+                clamped, under = clamped + c, under + u
+                attr.t.CopyFrom(numpy_helper.from_array(arr, attr.t.name))
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+            if attr.type == onnx.AttributeProto.GRAPH:
+                raise ExportError(f"to_fp16 does not handle subgraphs ({node.op_type} node {node.name!r})")
+    for value in graph.value_info:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT16
+
+    io_type = TensorProto.FLOAT if keep_io_types else TensorProto.FLOAT16
+    init_names = {t.name for t in graph.initializer}
+    for value in graph.input:
+        if value.name in init_names or value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        value.type.tensor_type.elem_type = io_type
+        if keep_io_types:  # input (fp32) -> Cast -> input_fp16 -> the graph
+            inner = f"{value.name}_fp16"
+            for node in graph.node:
+                for j, name in enumerate(node.input):
+                    if name == value.name:
+                        node.input[j] = inner
+            graph.node.insert(
+                0,
+                onnx.helper.make_node(
+                    "Cast", [value.name], [inner], name=f"{value.name}_to_fp16", to=TensorProto.FLOAT16
+                ),
+            )
+    for value in graph.output:
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        value.type.tensor_type.elem_type = io_type
+        if keep_io_types:  # the graph -> logits_fp16 -> Cast -> logits (fp32)
+            inner = f"{value.name}_fp16"
+            for node in graph.node:
+                for j, name in enumerate(node.output):
+                    if name == value.name:
+                        node.output[j] = inner
+                for j, name in enumerate(node.input):
+                    if name == value.name:
+                        node.input[j] = inner
+            graph.node.append(
+                onnx.helper.make_node("Cast", [inner], [value.name], name=f"{value.name}_to_fp32", to=TensorProto.FLOAT)
+            )
+    return clamped, under
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _set_metadata(model: onnx.ModelProto, updates: dict[str, str]) -> None:
+    meta = _metadata(model) | updates
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def default_output(src: Path, precision: str) -> Path:
+    """``resnet50.onnx`` -> ``resnet50.fp16.onnx`` (STYLE's artifact names)."""
+    stem = src.name.removesuffix(".onnx")
+    for p in (".fp32", ".fp16", ".int8"):
+        stem = stem.removesuffix(p)
+    return src.with_name(f"{stem}.{precision}.onnx")
+
+
+def run_onnx(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """Run an ONNX file's ``input`` -> ``logits`` once on the CPU (inputs cast to the graph's dtype)."""
+    from .export import _ort_session
+
+    session = _ort_session(path, threads)
+    inp = session.get_inputs()[0]
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    (out,) = session.run([session.get_outputs()[0].name], {inp.name: x.astype(dtype)})
+    return np.asarray(out, dtype=np.float32)
+
+
+def _parity_inputs(meta: dict[str, str], seed: int, batch_sizes: tuple[int, ...]) -> list[np.ndarray]:
+    h, w = (int(v) for v in meta.get("image_size", "224x224").split("x"))
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((b, 3, h, w)).astype(np.float32) for b in batch_sizes]
+
+
+def _batch_sizes(meta: dict[str, str]) -> tuple[int, ...]:
+    fixed = meta.get("batch", "dynamic")
+    return (int(fixed),) if fixed.isdigit() else (1, 3)
+
+
+def to_fp16(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None = None,
+    *,
+    keep_io_types: bool = True,
+    tolerance: Tolerance = FP16_TOLERANCE,
+    allow_mismatch: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PrecisionReport:
+    """FP32 ONNX (from ``export_onnx``) -> FP16 ONNX, checked and compared with the source."""
+    say = progress or (lambda _stage: None)
+    t0 = time.perf_counter()
+    src_path = Path(src)
+    out = check_output_path(
+        dst if dst is not None else default_output(src_path, "fp16"), default_output(src_path, "fp16").name
+    )
+    model = load_onnx(src_path)
+    current = graph_precision(model)
+    if current != "fp32":
+        raise ConfigError(
+            f"{src_path.name} is already {current}: to_fp16 takes an fp32 ONNX (export it with --precision fp32)"
+        )
+    if out.resolve() == src_path.resolve():
+        raise ConfigError(f"the fp16 output would overwrite its source {src_path}: choose another path")
+    meta = _metadata(model)
+    say("converting to fp16")
+    clamped, under = convert_graph_to_fp16(model, keep_io_types=keep_io_types)
+    io_dtype = "float32" if keep_io_types else "float16"
+    _set_metadata(
+        model,
+        {
+            "precision": "fp16",
+            "input_dtype": io_dtype,
+            "output_dtype": io_dtype,
+            "fp16_clamped_weights": str(clamped),
+            "source_precision": "fp32",
+            "source_sha256": sha256_file(src_path),
+            "toolkit_version": __version__,
+        },
+    )
+    model.producer_name, model.producer_version = "resnet-deploy", __version__
+    report = PrecisionReport(
+        path=str(out.resolve()),
+        source=str(src_path.resolve()),
+        precision="fp16",
+        io_dtype=io_dtype,
+        source_sha256=sha256_file(src_path),
+        clamped_weights=clamped,
+        underflowed_weights=under,
+        nodes_by_op=dict(sorted(Counter(n.op_type for n in model.graph.node).items(), key=lambda kv: (-kv[1], kv[0]))),
+        tolerance=tolerance.describe(),
+    )
+    if clamped:
+        report.warnings.append(f"{clamped} weight value(s) outside the fp16 range were clamped to +-{FP16_MAX:g}")
+    with atomic_path(out) as tmp:
+        onnx.save_model(model, str(tmp))
+        del model
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise ExportError(f"the fp16 ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
+        say("comparing fp16 with fp32 in ONNX Runtime")
+        for x in _parity_inputs(meta, seed, _batch_sizes(meta)):
+            report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
+        report.parity_passed = all(r.passed for r in report.parity)
+        report.file_size_bytes = tmp.stat().st_size
+        report.sha256 = sha256_file(tmp)
+        if not report.parity_passed:
+            worst = min(report.parity, key=lambda r: r.cosine_min)
+            message = (
+                f"fp16 output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
+                f"{worst.cosine_min:.6f}, max|diff| {worst.diff_to_scale:.3g} x max|logit|"
+            )
+            if not allow_mismatch:
+                report.written = False
+                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+            report.warnings.append(message + "; kept because of --allow-mismatch")
+    report.seconds = {"total": round(time.perf_counter() - t0, 3)}
+    return report
+
+
+# ------------------------------------------------------------------------------------------ INT8
+
+INT8_RECIPES = ("tensorrt", "cpu")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIB_COUNT = 512
+# Judged on real images: the int8 model must still point the same way as fp32.
+INT8_TOLERANCE = Tolerance(scale_rtol=None, min_cosine=0.95)
+CACHE_ENV = "RESNET_DEPLOY_CACHE"
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed calibration inputs and where they came from."""
+
+    inputs: np.ndarray  # float32 [n, 3, H, W]
+    source: str  # a folder, "array" or "random"
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @property
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.inputs, dtype=np.float32).tobytes()).hexdigest()
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over an in-memory batch list."""
+
+    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int, progress: Progress) -> None:
+        # Equal-sized batches: ONNX Runtime's histogram collectors stack them and fail on a ragged
+        # last batch. The largest divisor of n not above batch_size keeps every input.
+        n = len(inputs)
+        size = max(d for d in range(1, min(batch_size, n) + 1) if n % d == 0)
+        self._batches = [inputs[i : i + size] for i in range(0, n, size)]
+        self._name = input_name
+        self._i = 0
+        self._progress = progress
+        self._total = len(inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._batches):
+            return None
+        batch = self._batches[self._i]
+        self._i += 1
+        done = min(self._i * len(self._batches[0]), self._total)
+        self._progress(f"calibrating: {done}/{self._total} images")
+        return {self._name: batch}
+
+    def rewind(self) -> None:
+        self._i = 0
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+def load_calibration(
+    calibration: str | os.PathLike[str] | np.ndarray,
+    meta: dict[str, str],
+    *,
+    count: int = DEFAULT_CALIB_COUNT,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> CalibrationSet:
+    """Calibration inputs from an image folder (preprocessed as the model's metadata says), an
+    array of already-preprocessed inputs, or ``"random"`` (seeded noise: the accuracy is meaningless)."""
+    from .data import Preprocess, list_images, load_image
+
+    say = progress or (lambda _stage: None)
+    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        raise ConfigError(f"calibration count must be a positive integer, got {count}")
+    pre = Preprocess.from_metadata(meta)
+    if isinstance(calibration, np.ndarray):
+        arr = np.asarray(calibration, dtype=np.float32)
+        if arr.ndim != 4 or arr.shape[1:] != (3, *pre.crop) or len(arr) == 0:
+            raise ConfigError(f"calibration array must be [n, 3, {pre.crop[0]}, {pre.crop[1]}], got {arr.shape}")
+        return CalibrationSet(arr[:count], "array")
+    text = os.fspath(calibration)
+    if text.strip().lower() == "random":
+        rng = np.random.default_rng(seed)
+        n = min(count, 64)
+        return CalibrationSet(rng.standard_normal((n, 3, *pre.crop)).astype(np.float32), "random")
+    files = list_images(text)  # DataError for a missing folder
+    if not files:
+        raise DataError(f"no images ({', '.join(('.jpg', '.jpeg', '.png', '.webp', '.bmp'))}) in {text}")
+    skipped: list[tuple[str, str]] = []
+    rows: list[np.ndarray] = []
+    for path in files:
+        if len(rows) >= count:
+            break
+        try:
+            rows.append(pre(load_image(path)))
+        except DataError as e:
+            skipped.append((str(path), str(e)))
+            continue
+        if len(rows) % 16 == 0:
+            say(f"reading calibration images: {len(rows)}/{min(count, len(files))}")
+    if not rows:
+        raise DataError(f"none of the {len(files)} image files in {text} could be read ({skipped[0][1]})")
+    return CalibrationSet(np.stack(rows), str(Path(text).resolve()), skipped)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "resnet-deploy"
+    )
+    return Path(root) / "calibration"
+
+
+def _ort_quantization() -> Any:
+    try:
+        from onnxruntime import quantization
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", purpose="INT8 quantization") from None
+    return quantization
+
+
+def quantize_int8(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | np.ndarray | CalibrationSet = "random",
+    *,
+    recipe: str = "tensorrt",
+    method: str = "entropy",
+    percentile: float = 99.999,
+    count: int = DEFAULT_CALIB_COUNT,
+    batch_size: int = 16,
+    cache: bool = True,
+    tolerance: Tolerance = INT8_TOLERANCE,
+    allow_mismatch: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PrecisionReport:
+    """FP32 ONNX -> INT8 ONNX with explicit QuantizeLinear/DequantizeLinear pairs.
+
+    ``recipe="tensorrt"``: signed int8 activations and weights, all zero points 0 (symmetric),
+    per-channel weight scales on the output-channel axis, Q/DQ on both inputs of every residual Add
+    (what TensorRT 10/11 needs to build and fuse conv+add+relu in INT8). ``recipe="cpu"``: uint8
+    activations x int8 per-channel weights, ONNX Runtime's fast x86 path. Calibration ranges are
+    cached by model hash, inputs and method, so the same run twice calibrates once.
+    """
+    say = progress or (lambda _stage: None)
+    t0 = time.perf_counter()
+    if recipe not in INT8_RECIPES:
+        raise ConfigError(f"unknown int8 recipe {recipe!r}: choose one of {', '.join(INT8_RECIPES)}")
+    if method not in CALIB_METHODS:
+        raise ConfigError(f"unknown calibration method {method!r}: choose one of {', '.join(CALIB_METHODS)}")
+    if not 90.0 <= percentile < 100.0:
+        raise ConfigError(f"percentile {percentile} must be in [90, 100)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError(f"calibration batch size must be a positive integer, got {batch_size}")
+    src_path = Path(src)
+    default = default_output(src_path, "int8")
+    model = load_onnx(src_path, load_weights=False)
+    out = check_output_path(dst if dst is not None else default, default.name)
+    current = graph_precision(model)
+    if current != "fp32":
+        raise ConfigError(
+            f"{src_path.name} is already {current}: quantize_int8 takes an fp32 ONNX (export it with --precision fp32)"
+        )
+    if out.resolve() == src_path.resolve():
+        raise ConfigError(f"the int8 output would overwrite its source {src_path}: choose another path")
+    meta = _metadata(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise ConfigError(
+            f"{src_path.name} has opset {opset}: per-channel Q/DQ needs opset >= 13 (re-export with --opset 13 or newer)"
+        )
+    input_name = model.graph.input[0].name
+    del model
+
+    calib = (
+        calibration
+        if isinstance(calibration, CalibrationSet)
+        else load_calibration(calibration, meta, count=count, seed=seed, progress=say)
+    )
+    source_sha = sha256_file(src_path)
+    q = _ort_quantization()
+    method_enum = {
+        "minmax": q.CalibrationMethod.MinMax,
+        "entropy": q.CalibrationMethod.Entropy,
+        "percentile": q.CalibrationMethod.Percentile,
+    }[method]
+    # The recipe is part of the key: it decides which tensors get calibrated.
+    key_parts = [source_sha, recipe, method, f"{percentile:g}" if method == "percentile" else "", calib.digest]
+    import hashlib
+
+    cache_key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:32]
+    cache_path = _cache_dir() / f"{cache_key}.json" if cache else None
+    cache_state = "off" if cache_path is None else ("hit" if cache_path.is_file() else "miss")
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+
+    symmetric = recipe == "tensorrt"
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": symmetric,
+        "WeightSymmetric": True,
+        "CalibMaxIntermediateOutputs": 4,
+        "CalibPercentile": percentile,
+    }
+    if recipe == "tensorrt":
+        # Q/DQ stay around every quantized tensor (TensorRT drops nothing on its own and fuses
+        # Conv + Add + ReLU when both Add inputs are quantized).
+        extra["QDQKeepRemovableActivations"] = True
+        extra["ForceQuantizeNoInputCheck"] = False
+    reader = _Reader(calib.inputs, input_name, batch_size, say)
+    say(f"quantizing ({recipe} recipe, {method} calibration on {len(calib.inputs)} inputs)")
+    import logging
+
+    qlog = logging.getLogger()
+    old_level = qlog.level
+    with atomic_path(out) as tmp:
+        try:
+            qlog.setLevel(logging.ERROR)  # ORT's quantizer logs pre-processing advice as warnings
+            sink = io.StringIO()  # and prints histogram progress on stdout, which --json must keep clean
+            with contextlib.redirect_stdout(sink):
+                q.quantize_static(
+                    str(src_path),
+                    str(tmp),
+                    reader,
+                    quant_format=q.QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "Gemm", "Add", "MaxPool", "Relu"] if recipe == "tensorrt" else None,
+                    per_channel=True,
+                    reduce_range=False,
+                    activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=method_enum,
+                    extra_options=extra,
+                    calibration_cache_path=str(cache_path) if cache_path is not None else None,
+                )
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ExportError(f"onnxruntime quantization failed: {str(e).splitlines()[0]}") from e
+        finally:
+            qlog.setLevel(old_level)
+        qmodel = onnx.load(str(tmp))
+        _set_metadata(
+            qmodel,
+            {
+                "precision": "int8",
+                "int8_recipe": recipe,
+                "calibration_method": method,
+                "calibration_count": str(len(calib.inputs)),
+                "calibration_source": calib.source,
+                "source_precision": "fp32",
+                "source_sha256": source_sha,
+                "toolkit_version": __version__,
+            },
+        )
+        qmodel.producer_name, qmodel.producer_version = "resnet-deploy", __version__
+        nodes = Counter(n.op_type for n in qmodel.graph.node)
+        onnx.save_model(qmodel, str(tmp))
+        del qmodel
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise ExportError(f"the int8 ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
+        report = PrecisionReport(
+            path=str(out.resolve()),
+            source=str(src_path.resolve()),
+            precision="int8",
+            io_dtype="float32",
+            source_sha256=source_sha,
+            nodes_by_op=dict(sorted(nodes.items(), key=lambda kv: (-kv[1], kv[0]))),
+            tolerance=tolerance.describe(),
+        )
+        report.extra["recipe"] = recipe
+        report.extra["calibration"] = {
+            "source": calib.source,
+            "count": len(calib.inputs),
+            "method": method,
+            "percentile": percentile if method == "percentile" else None,
+            "skipped": len(calib.skipped),
+            "skipped_files": [{"path": p, "reason": r} for p, r in calib.skipped[:20]],
+            "cache": cache_state,
+            "cache_path": str(cache_path) if cache_path else None,
+        }
+        if calib.source == "random":
+            report.warnings.append(
+                "calibrated on random noise (--calib random): the int8 ranges, and so its accuracy, are meaningless"
+            )
+        if calib.skipped:
+            report.warnings.append(
+                f"skipped {len(calib.skipped)} unreadable calibration file(s), e.g. {calib.skipped[0][0]}"
+            )
+        say("comparing int8 with fp32 in ONNX Runtime")
+        x = calib.inputs[: min(len(calib.inputs), 32)]
+        report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
+        report.parity_passed = all(r.passed for r in report.parity)
+        report.file_size_bytes = tmp.stat().st_size
+        report.sha256 = sha256_file(tmp)
+        if not report.parity_passed:
+            worst = min(report.parity, key=lambda r: r.cosine_min)
+            message = (
+                f"int8 output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
+                f"{worst.cosine_min:.4f}, top-1 agreement {worst.top1_agreement:.0%}"
+            )
+            if not (allow_mismatch or calib.source == "random"):
+                report.written = False
+                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+            report.warnings.append(
+                message + ("; kept because of --allow-mismatch" if allow_mismatch else "; kept (random calibration)")
+            )
+    report.seconds = {"total": round(time.perf_counter() - t0, 3)}
+    return report
