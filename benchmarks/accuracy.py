@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.digits import WIDTHS, train_digits  # noqa: E402
-from resnet_deploy import export_onnx  # noqa: E402
-from resnet_deploy.precision import quantize_int8, run_onnx, to_fp16  # noqa: E402
+from benchmarks.digits import WIDTHS, train_digits
+from resnet_deploy import export_onnx
+from resnet_deploy.precision import quantize_int8, run_onnx, to_fp16
 
 
 def main() -> None:
