@@ -418,6 +418,10 @@ class _PrecisionOptions:
             raise ConfigError("--calib goes with --precision int8")
         if self.calib_count <= 0:
             raise ConfigError(f"--calib-count {self.calib_count}: must be a positive integer")
+        if self.calib is not None and self.calib.strip().lower() != "random":
+            from .data import list_images
+
+            list_images(self.calib)  # a missing folder fails now, before the export runs
 
 
 def _convert(
@@ -614,6 +618,87 @@ def convert_cmd(
         _emit_json(converted)
         return
     _render_precision(converted)
+
+
+@app.command("eval")
+def eval_cmd(
+    artifact: Annotated[
+        str,
+        typer.Argument(
+            help="An ONNX file (any precision), a model id/depth (with --weights), or a .pth checkpoint (with --depth).",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[Path, typer.Option("--data", help="ImageFolder dataset: DIR/<class>/<image>.", show_default=False)],
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 32,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate this many images, spread evenly over the dataset.", show_default=False)
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Class names, one per line, in index order (default: sorted folder names).",
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", help="Weights for a model id/depth artifact.", show_default=False)
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint artifact.", show_default=False),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Top-1 / top-5 accuracy of an artifact on an image folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .evaluation import evaluate
+
+    bar = Progress(
+        "[bold]evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    )
+    task = bar.add_task("eval", total=None)
+
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:  # start on the first batch: bad input fails before any bar is drawn
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        report = evaluate(
+            artifact,
+            data,
+            batch_size=batch_size,
+            limit=limit,
+            labels_file=labels,
+            weights=weights,
+            depth=depth,
+            threads=threads,
+            progress=update,
+        )
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    if report.skipped:
+        err.print(
+            f"[bold yellow]warning:[/] skipped {len(report.skipped)} unreadable image(s), e.g. "
+            + escape(report.skipped[0][0]),
+            highlight=False,
+        )
+    if json_out:
+        _emit_json(report)
+        return
+    out.print(
+        f"[bold]{escape(report.artifact)}[/] on {escape(report.data)}: {report.count} images, {report.classes} classes",
+        highlight=False,
+    )
+    out.print(
+        f"top-1 [bold]{report.top1 * 100:.2f}%[/]   top-5 [bold]{report.top5 * 100:.2f}%[/]   "
+        f"({report.seconds:.1f} s, {report.count / max(report.seconds, 1e-9):.1f} images/s)"
+    )
 
 
 @app.command("info")

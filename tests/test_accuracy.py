@@ -71,3 +71,38 @@ def test_int8_within_one_point(digits: Digits, fp32_onnx: Path, recipe: str, tmp
     assert abs(int8 - fp32) <= 0.01, (recipe, fp32, int8)
     ops = Counter(n.op_type for n in onnx.load(report.path).graph.node)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
+
+
+def test_eval_command_on_every_artifact_kind(digits: Digits, fp32_onnx: Path, tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from resnet_deploy.cli import app
+
+    runner = CliRunner()
+    expected = accuracy(fp32_onnx, digits.x_test, digits.y_test)
+
+    def run_eval(*args: str) -> dict[str, object]:
+        result = runner.invoke(app, ["eval", *args, "--data", str(digits.test_dir), "--json"])
+        assert result.exit_code == 0, result.stderr
+        report: dict[str, object] = json.loads(result.stdout)
+        return report
+
+    onnx_report = run_eval(str(fp32_onnx), "--batch-size", "50")
+    assert onnx_report["count"] == 360 and onnx_report["classes"] == 10 and onnx_report["skipped"] == 0
+    assert onnx_report["top1"] == pytest.approx(expected)  # image files -> toolkit preprocessing -> ONNX Runtime
+    assert onnx_report["top5"] >= onnx_report["top1"]  # type: ignore[operator]
+
+    torch.save(digits.model.state_dict(), tmp_path / "digits.pth")
+    pth_report = run_eval(str(tmp_path / "digits.pth"), "--depth", "20")  # widths and classes read from the file
+    assert pth_report["top1"] == pytest.approx(digits.torch_accuracy)
+    assert pth_report["runner"]["runner"] == "torch"  # type: ignore[index]
+
+    int8 = quantize_int8(fp32_onnx, tmp_path / "digits.int8.onnx", digits.train_dir, count=256)
+    int8_report = run_eval(int8.path, "--limit", "100")
+    assert int8_report["count"] == 100 and abs(int8_report["top1"] - expected) <= 0.05  # type: ignore[operator]
+
+    bad = runner.invoke(app, ["eval", str(fp32_onnx), "--data", str(tmp_path / "nope")])
+    assert bad.exit_code != 0 and bad.stderr.startswith("error: dataset folder does not exist")

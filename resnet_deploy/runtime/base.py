@@ -1,0 +1,103 @@
+"""The Runner interface and ``open_runner``, which picks a runner for an artifact."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..data import Preprocess
+
+
+class Runner(ABC):
+    """Runs a classifier: float32 ``[n, 3, H, W]`` in, float32 ``[n, classes]`` logits out."""
+
+    name = "runner"
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        self.active = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.deactivate()
+        self.active = False
+
+    @abstractmethod
+    def activate(self) -> None:
+        """Heavy setup: load the model, create the session."""
+
+    def deactivate(self) -> None:  # noqa: B027 - optional hook, not every runner holds resources
+        """Release what ``activate`` created."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for one preprocessed batch."""
+
+    @property
+    @abstractmethod
+    def preprocess(self) -> Preprocess:
+        """The preprocessing the model expects (from its config or its metadata)."""
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch one call accepts (None: no limit)."""
+        return None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The only batch size the artifact accepts, for fixed-batch exports."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"runner": self.name}
+
+    def _check(self, batch: np.ndarray) -> np.ndarray:
+        if not self.active:
+            raise RuntimeError(f"{self.name} runner used outside its 'with' block")
+        x = np.asarray(batch, dtype=np.float32)
+        want = (3, *self.preprocess.crop)
+        if x.ndim != 4 or x.shape[1:] != want:
+            raise ConfigError(f"expected input [n, {want[0]}, {want[1]}, {want[2]}], got {list(x.shape)}")
+        return x
+
+
+def open_runner(
+    artifact: str | os.PathLike[str],
+    *,
+    weights: str | None = None,
+    depth: int | str | None = None,
+    threads: int | None = None,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+) -> Runner:
+    """A runner for an ONNX file (ONNX Runtime), a model id or depth (PyTorch, with ``weights``), or
+    a PyTorch checkpoint (``depth`` names the architecture; classes and widths are read from it)."""
+    text = os.fspath(artifact)
+    path = Path(text)
+    if path.suffix.lower() == ".onnx":
+        from .onnxrt import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(path, providers=providers, threads=threads)
+    if path.suffix.lower() in (".plan", ".engine"):
+        raise ConfigError(f"{path.name}: TensorRT engines get a runner with the engine stage (not built yet)")
+    from .pyt import TorchRunner
+
+    if path.suffix.lower() in (".pth", ".pt", ".safetensors"):
+        if weights is not None:
+            raise ConfigError("give the checkpoint as the artifact or as --weights, not both")
+        if depth is None:
+            raise ConfigError(f"{path.name} is a PyTorch checkpoint: say which architecture with --depth N")
+        return TorchRunner.from_checkpoint(depth, path, threads=threads)
+    return TorchRunner.from_zoo(text, weights=weights or "auto", threads=threads)
