@@ -160,17 +160,45 @@ def _emit_json(obj: Any) -> None:
 
 
 @contextmanager
-def _stages(enabled: bool = True) -> Iterator[Any]:
-    """A rich spinner on stderr that shows the current stage (silent when stderr is not a TTY)."""
-    if not enabled:
-        yield lambda _stage: None
-        return
-    with err.status("starting") as status:
+def _stages() -> Iterator[_StageUI]:
+    """A rich spinner + progress bar on stderr for the current stage (silent when not a TTY)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        def update(stage: str) -> None:
-            status.update(f"[bold]{stage}[/]...")
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    ui = _StageUI(bar)
+    try:
+        yield ui
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
-        yield update
+
+class _StageUI:
+    """Called with a stage name (spinner), or ``.step(name, done, total)`` for a counted stage (bar)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting", total=None)
+
+    def _start(self) -> None:
+        if not self.bar.live.is_started and err.is_terminal:
+            self.bar.start()
+
+    def __call__(self, stage: str) -> None:
+        self._start()
+        self.bar.update(self.task, description=stage, total=None, completed=0)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        self._start()
+        self.bar.update(self.task, description=stage, total=total, completed=done)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -447,6 +475,7 @@ def _convert(
                     src,
                     dst,
                     options.calib or "random",
+                    steps=progress.step,
                     recipe=options.recipe,
                     method=options.calib_method,
                     percentile=options.percentile,

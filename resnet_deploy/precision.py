@@ -39,6 +39,7 @@ FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)  # 2**-24
 FP16_TOLERANCE = Tolerance(scale_rtol=2e-2, min_cosine=0.999)
 
 Progress = Callable[[str], None]
+Steps = Callable[[str, int, int], None]  # (stage, done, total): a counted stage, for progress bars
 
 
 @dataclass
@@ -320,7 +321,7 @@ class _Reader:
     merged batch by batch instead of holding every activation of every image in memory (~100 MB
     per ResNet-50 image). (ORT's own ``CalibMaxIntermediateOutputs`` drops data with MinMax.)"""
 
-    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int, progress: Progress) -> None:
+    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int, progress: Steps) -> None:
         self._batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
         self._name = input_name
         self._start, self._end, self._i = 0, len(self._batches), 0
@@ -337,7 +338,7 @@ class _Reader:
         batch = self._batches[self._i]
         self._i += 1
         self._seen = min(self._seen + len(batch), self._total)
-        self._progress(f"calibrating: {self._seen}/{self._total} images")
+        self._progress("calibrating", self._seen, self._total)
         return {self._name: batch}
 
     def __len__(self) -> int:
@@ -350,13 +351,13 @@ def load_calibration(
     *,
     count: int = DEFAULT_CALIB_COUNT,
     seed: int = 0,
-    progress: Progress | None = None,
+    steps: Steps | None = None,
 ) -> CalibrationSet:
     """Calibration inputs from an image folder (preprocessed as the model's metadata says), an
     array of already-preprocessed inputs, or ``"random"`` (seeded noise: the accuracy is meaningless)."""
     from .data import Preprocess, list_images, load_image
 
-    say = progress or (lambda _stage: None)
+    step = steps or (lambda _stage, _done, _total: None)
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ConfigError(f"calibration count must be a positive integer, got {count}")
     pre = Preprocess.from_metadata(meta)
@@ -383,8 +384,7 @@ def load_calibration(
         except DataError as e:
             skipped.append((str(path), str(e)))
             continue
-        if len(rows) % 16 == 0:
-            say(f"reading calibration images: {len(rows)}/{min(count, len(files))}")
+        step("reading calibration images", len(rows), min(count, len(files)))
     if not rows:
         raise DataError(f"none of the {len(files)} image files in {text} could be read ({skipped[0][1]})")
     return CalibrationSet(np.stack(rows), str(Path(text).resolve()), skipped)
@@ -420,6 +420,7 @@ def quantize_int8(
     allow_mismatch: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    steps: Steps | None = None,
 ) -> PrecisionReport:
     """FP32 ONNX -> INT8 ONNX with explicit QuantizeLinear/DequantizeLinear pairs.
 
@@ -459,10 +460,11 @@ def quantize_int8(
     input_name = model.graph.input[0].name
     del model
 
+    step = steps or (lambda _stage, _done, _total: None)
     calib = (
         calibration
         if isinstance(calibration, CalibrationSet)
-        else load_calibration(calibration, meta, count=count, seed=seed, progress=say)
+        else load_calibration(calibration, meta, count=count, seed=seed, steps=step)
     )
     source_sha = sha256_file(src_path)
     q = _ort_quantization()
@@ -496,7 +498,7 @@ def quantize_int8(
         # Biases stay float: TensorRT adds them in float after the int8 GEMM and has no INT32
         # DequantizeLinear (ONNX Runtime's default would emit int32 bias + DQ).
         extra["QuantizeBias"] = False
-    reader = _Reader(calib.inputs, input_name, batch_size, say)
+    reader = _Reader(calib.inputs, input_name, batch_size, step)
     say(f"quantizing ({recipe} recipe, {method} calibration on {len(calib.inputs)} inputs)")
     import logging
 
