@@ -38,7 +38,7 @@ def accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 def test_the_trained_model_is_real(digits: Digits) -> None:
     assert digits.torch_accuracy >= 0.95, digits.torch_accuracy
-    assert digits.train_seconds < 60
+    assert digits.train_seconds < 90  # ~13 s alone on 2 cores; generous for a loaded CI machine
     assert len(digits.x_test) == 360 and len(set(digits.y_test.tolist())) == 10
 
 
