@@ -56,7 +56,10 @@ class _Group(TyperGroup):
             if os.environ.get(DEBUG_ENV):
                 raise
             _fail(f"unexpected {type(e).__name__}: {_one_line(str(e))} (set {DEBUG_ENV}=1 for a traceback)", 1)
-        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        if code == 130:  # typer turns Ctrl-C into a silent Exit(130)
+            _fail("interrupted", 130)
+        sys.exit(code)
 
 
 def _one_line(text: str) -> str:
@@ -446,10 +449,24 @@ class _PrecisionOptions:
             raise ConfigError("--calib goes with --precision int8")
         if self.calib_count <= 0:
             raise ConfigError(f"--calib-count {self.calib_count}: must be a positive integer")
+        if self.calib_method == "percentile" and not 90.0 <= self.percentile < 100.0:
+            raise ConfigError(f"--percentile {self.percentile} must be in [90, 100)")
         if self.calib is not None and self.calib.strip().lower() != "random":
-            from .data import list_images
+            # A missing, empty or unreadable folder fails now, before a (long) export runs.
+            from .data import IMAGE_EXTENSIONS, list_images, load_image
+            from .errors import DataError
 
-            list_images(self.calib)  # a missing folder fails now, before the export runs
+            files = list_images(self.calib)
+            if not files:
+                raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.calib}")
+            for f in files:
+                try:
+                    load_image(f)
+                    break
+                except DataError:
+                    continue
+            else:
+                raise DataError(f"none of the {len(files)} image files in {self.calib} could be read")
 
 
 def _convert(
@@ -755,9 +772,21 @@ def info_cmd(
     out.print(grid)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM (a timeout, CI cancelling) unwinds like Ctrl-C, so temp files are removed.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    except KeyboardInterrupt:  # during start-up imports, before the app's own handler runs
+        err.print("[bold red]error:[/] interrupted", highlight=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

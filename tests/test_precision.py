@@ -222,3 +222,56 @@ def test_int8_refuses_quantized_and_fp16_inputs(fp32: Path, calib_dir: Path, tmp
     with pytest.raises(ConfigError, match="already fp16"):
         quantize_int8(tmp_path / "h.onnx", tmp_path / "hq.onnx", calib_dir)
     assert sorted(os.listdir(tmp_path)) == ["h.onnx", "q.onnx"]
+
+
+def test_tensorrt_placement_keeps_relus_fused_and_logits_float(fp32: Path, calib_dir: Path, tmp_path: Path) -> None:
+    model = onnx.load(quantize_int8(fp32, tmp_path / "t.onnx", calib_dir, recipe="tensorrt", cache=False).path)
+    prod = producers(model)
+    # No Q/DQ between a Conv or Add and its ReLU: TensorRT fuses them and quantizes the fused output.
+    for n in model.graph.node:
+        if n.op_type == "Relu":
+            assert prod[n.input[0]].op_type in ("Conv", "Add")
+    # The logits come straight from the float classifier, not through int8.
+    assert prod["logits"].op_type == "Gemm"
+    cpu = onnx.load(quantize_int8(fp32, tmp_path / "c.onnx", calib_dir, recipe="cpu", cache=False).path)
+    assert producers(cpu)["logits"].op_type == "Gemm"
+
+
+def test_fixed_batch_models_quantize(tmp_path: Path, calib_dir: Path) -> None:
+    export_onnx("resnet20", tmp_path / "b4.onnx", weights="random", batch=4)
+    report = quantize_int8(tmp_path / "b4.onnx", tmp_path / "b4.int8.onnx", calib_dir, count=10, cache=False)
+    assert report.extra["calibration"]["count"] == 8  # whole batches of 4
+    model = onnx.load(report.path)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    fp16 = to_fp16(tmp_path / "b4.onnx", tmp_path / "b4.fp16.onnx")
+    assert fp16.parity_passed and [r.batch_size for r in fp16.parity] == [4]
+    x = np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    assert run_onnx(Path(report.path), x).shape == (6, 10)  # chunked and padded to the fixed batch
+
+
+def test_calibration_samples_the_whole_tree(tmp_path: Path, fp32: Path) -> None:
+    meta = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+    for cls in ("a_first", "m_middle", "z_last"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    cal = load_calibration(tmp_path, meta, count=9, seed=0)
+    assert cal.inputs.shape[0] == 9 and cal.held_out is not None and len(cal.held_out) == 21
+    # Not the first nine files in sorted order (all from a_first): the sample spans the classes.
+    sorted_first = load_calibration(tmp_path / "a_first", meta, count=9, seed=0).inputs
+    assert not np.array_equal(np.sort(cal.inputs.reshape(9, -1), 0), np.sort(sorted_first.reshape(9, -1), 0))
+
+
+def test_corrupt_cache_entry_is_recomputed(
+    fp32: Path, calib_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESNET_DEPLOY_CACHE", str(tmp_path / "cache"))
+    first = quantize_int8(fp32, tmp_path / "a.onnx", calib_dir, method="minmax")
+    entry = Path(first.extra["calibration"]["cache_path"])
+    entry.write_text('{"bad')
+    again = quantize_int8(fp32, tmp_path / "b.onnx", calib_dir, method="minmax")
+    assert again.extra["calibration"]["cache"] == "miss" and any("unreadable" in w for w in again.warnings)
+    assert Path(again.path).read_bytes() == Path(first.path).read_bytes()
+    monkeypatch.setenv("RESNET_DEPLOY_CACHE", str(entry))  # a file, not a folder
+    off = quantize_int8(fp32, tmp_path / "c.onnx", calib_dir, method="minmax")
+    assert off.extra["calibration"]["cache"] == "off" and any("cache disabled" in w for w in off.warnings)

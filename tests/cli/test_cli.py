@@ -236,3 +236,25 @@ def test_paths_that_look_like_markup(tmp_path: Path) -> None:
         assert target.is_file() and str(target) in out and "Traceback" not in err
     code, out, err = run("export", "-d", "20", "-w", "random", "-o", str(tmp_path / "[red]model.onnx"), "--json")
     assert code == 0 and json.loads(out)["path"] == str(tmp_path / "[red]model.onnx")
+
+
+def test_sigterm_interrupts_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    exe = Path(sys.executable).parent / "resnet-deploy"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "resnet_deploy.cli"]
+    env = {**os.environ, "RESNET_DEPLOY_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "hub")}
+    proc = subprocess.Popen(
+        [*cmd, "export", "--depth", "152", "-o", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(6)  # well inside the ~20 s ResNet-152 export
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir() if p.name != "hub"] == []  # no partial or temp file

@@ -132,3 +132,33 @@ def test_convert_refuses_converted_models(tmp_path: Path) -> None:
     code, _, err = run("convert", str(tmp_path / "m.onnx"), "--precision", "int8", "--calib", "random")
     assert code == 0 and "meaningless" in err
     assert sorted(os.listdir(tmp_path)) == ["m.fp16.onnx", "m.int8.onnx", "m.onnx"]
+
+
+def test_calibration_problems_fail_before_the_export(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_text("nope")
+    out = tmp_path / "out"
+    out.mkdir()
+    for calib, needle in ((tmp_path / "empty", "no images"), (tmp_path / "bad", "none of the 1 image files")):
+        code, _, err = run(
+            "export", "-d", "20", "-w", "random", "--precision", "int8", "--calib", str(calib), "-o", str(out)
+        )
+        assert_one_line_error(code, err, needle, exit_code=1)
+    code, _, err = run(
+        "export",
+        "-d",
+        "20",
+        "--precision",
+        "int8",
+        "--calib",
+        "random",
+        "--calib-method",
+        "percentile",
+        "--percentile",
+        "50",
+        "-o",
+        str(out),
+    )
+    assert_one_line_error(code, err, "--percentile 50.0 must be in [90, 100)", exit_code=2)
+    assert os.listdir(out) == []  # nothing was exported
