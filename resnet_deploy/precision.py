@@ -90,6 +90,26 @@ class PrecisionReport:
         }
 
 
+def _judge(report: PrecisionReport, tmp: Path, tolerance: Tolerance, *, keep: str | None) -> None:
+    """Record the file and the verdict; a failed comparison raises ParityError (nothing is written)
+    unless ``keep`` names why the file is kept anyway."""
+    report.parity_passed = all(r.passed for r in report.parity)
+    report.file_size_bytes = tmp.stat().st_size
+    report.sha256 = sha256_file(tmp)
+    if report.parity_passed:
+        return
+    worst = min(report.parity, key=lambda r: r.cosine_min)
+    message = (
+        f"{report.precision} output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
+        f"{worst.cosine_min:.6f}, top-1 agreement {worst.top1_agreement:.0%}, max|diff| "
+        f"{worst.diff_to_scale:.3g} x max|logit|"
+    )
+    if keep is None:
+        report.written = False
+        raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+    report.warnings.append(f"{message}; kept because of {keep}")
+
+
 def graph_precision(model: onnx.ModelProto) -> str:
     """'int8' if the graph quantizes, else 'fp16' if its Conv weights are FP16, else 'fp32'."""
     ops = {n.op_type for n in model.graph.node}
@@ -292,19 +312,7 @@ def to_fp16(
         say("comparing fp16 with fp32 in ONNX Runtime")
         for x in _parity_inputs(meta, seed, _batch_sizes(meta)):
             report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
-        report.parity_passed = all(r.passed for r in report.parity)
-        report.file_size_bytes = tmp.stat().st_size
-        report.sha256 = sha256_file(tmp)
-        if not report.parity_passed:
-            worst = min(report.parity, key=lambda r: r.cosine_min)
-            message = (
-                f"fp16 output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
-                f"{worst.cosine_min:.6f}, max|diff| {worst.diff_to_scale:.3g} x max|logit|"
-            )
-            if not allow_mismatch:
-                report.written = False
-                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
-            report.warnings.append(message + "; kept because of --allow-mismatch")
+        _judge(report, tmp, tolerance, keep="--allow-mismatch" if allow_mismatch else None)
     report.seconds = {"total": round(time.perf_counter() - t0, 3)}
     return report
 
@@ -658,20 +666,7 @@ def quantize_int8(
             tolerance = Tolerance(tolerance.scale_rtol, tolerance.min_cosine, 0.9)
             report.tolerance = tolerance.describe()
         report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
-        report.parity_passed = all(r.passed for r in report.parity)
-        report.file_size_bytes = tmp.stat().st_size
-        report.sha256 = sha256_file(tmp)
-        if not report.parity_passed:
-            worst = min(report.parity, key=lambda r: r.cosine_min)
-            message = (
-                f"int8 output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
-                f"{worst.cosine_min:.4f}, top-1 agreement {worst.top1_agreement:.0%}"
-            )
-            if not (allow_mismatch or calib.source == "random"):
-                report.written = False
-                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
-            report.warnings.append(
-                message + ("; kept because of --allow-mismatch" if allow_mismatch else "; kept (random calibration)")
-            )
+        keep = "--allow-mismatch" if allow_mismatch else ("random calibration" if calib.source == "random" else None)
+        _judge(report, tmp, tolerance, keep=keep)
     report.seconds = {"total": round(time.perf_counter() - t0, 3)}
     return report
