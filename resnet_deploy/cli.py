@@ -747,6 +747,133 @@ def eval_cmd(
     )
 
 
+def _parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8") from None
+    if not sizes or any(b <= 0 for b in sizes):
+        raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8")
+    return sizes
+
+
+@app.command("check")
+def check_cmd(
+    artifact: Annotated[
+        str, typer.Argument(help="The artifact to check: an ONNX file of any precision.", show_default=False)
+    ],
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="'torch' (the PyTorch model rebuilt from the artifact's metadata, weights hash checked) or another artifact."
+        ),
+    ] = "torch",
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Seeded random inputs at these batch sizes.")
+    ] = "1,8",
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also compare on real images from this folder (preprocessed like everywhere else).", show_default=False
+        ),
+    ] = None,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="At most this many images, spread over the folder.")
+    ] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Weights for the torch reference when the metadata cannot name them (a file).",
+            show_default=False,
+        ),
+    ] = None,
+    rtol: Annotated[
+        float | None,
+        typer.Option(help="Require max|diff| <= RTOL x max|reference logit| (fp32 default 1e-4).", show_default=False),
+    ] = None,
+    min_cosine: Annotated[
+        float | None,
+        typer.Option(
+            "--min-cosine",
+            help="Require this per-sample cosine similarity (fp16 0.999, int8 0.95).",
+            show_default=False,
+        ),
+    ] = None,
+    min_top1: Annotated[
+        float | None,
+        typer.Option(
+            "--min-top1", help="Require this top-1 agreement (images: fp16 0.98, int8 0.9).", show_default=False
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not."""
+    from .errors import ParityError
+    from .parity import Tolerance, compare
+
+    sizes = _parse_batch_sizes(batch_sizes)
+    tolerance = None
+    if rtol is not None or min_cosine is not None or min_top1 is not None:
+        tolerance = Tolerance(scale_rtol=rtol, min_cosine=min_cosine, min_top1_agreement=min_top1)
+    with _stages() as progress:
+        progress("comparing")
+        report = compare(
+            artifact,
+            reference,
+            batch_sizes=sizes,
+            images=images,
+            max_images=max_images,
+            seed=seed,
+            tolerance=tolerance,
+            weights=weights,
+        )
+    for note in report.notes or []:
+        err.print("[bold yellow]note:[/] " + escape(note), highlight=False)
+    if json_out:
+        _emit_json(report)
+    else:
+        status = "[bold green]passed[/]" if report.passed else "[bold red]FAILED[/]"
+        out.print(
+            f"{status}  {escape(str(report.candidate.get('path', artifact)))} ({report.precision}) vs "
+            f"{escape(str(report.reference.get('model') or report.reference.get('path') or reference))}"
+        )
+        table = Table(show_edge=False, box=None, padding=(0, 2))
+        for col in (
+            "inputs",
+            "max abs",
+            "max rel",
+            "mean abs",
+            "max/|logit|",
+            "cosine min",
+            "top-1",
+            "top-5",
+            "tolerance",
+            "",
+        ):
+            table.add_column(col, justify="left" if col in ("inputs", "tolerance") else "right")
+        for row in report.rows:
+            r = row.result
+            table.add_row(
+                escape(row.inputs),
+                f"{r.max_abs_diff:.2e}",
+                f"{r.max_rel_diff:.2e}",
+                f"{r.mean_abs_diff:.2e}",
+                f"{r.diff_to_scale:.2e}",
+                f"{r.cosine_min:.6f}",
+                f"{r.top1_agreement:.0%}",
+                f"{r.top5_agreement:.0%}",
+                escape(r.tolerance),
+                "ok" if r.passed else "[red]FAIL[/]",
+            )
+        out.print(table)
+    if not report.passed:
+        failed = [row.inputs for row in report.rows if not row.result.passed]
+        raise ParityError(f"{artifact} differs from the reference beyond tolerance on: {'; '.join(failed)}", report)
+
+
 @app.command("info")
 def info_cmd(
     artifact: Annotated[Path, typer.Argument(help="An ONNX file exported by resnet-deploy.", show_default=False)],

@@ -33,7 +33,7 @@ from .models.cfg import ModelCfg
 from .models.profile import count_macs, count_params
 from .models.registry import create_model
 from .models.resnet import ResNet
-from .parity import FP32_TOLERANCE, ParityResult, Tolerance, compare_outputs
+from .parity import FP32_TOLERANCE, ParityResult, Tolerance
 from .reports import atomic_path, check_output_path
 from .weights import WeightsInfo, WeightsSpec, sha256_file
 
@@ -383,6 +383,10 @@ def build_metadata(
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
     }
+    default_widths = [64, 128, 256, 512] if cfg.dataset == "imagenet" else [16, 32, 64]
+    widths = [_stage_width(stage) for stage in net.stages()]
+    if widths != default_widths:
+        meta["widths"] = ",".join(map(str, widths))
     if info.seed is not None and info.source == "random":
         meta["weights_seed"] = str(info.seed)
         meta["weights_note"] = "random initialisation: untrained, the outputs are meaningless"
@@ -392,6 +396,14 @@ def build_metadata(
     if info.source == "file" and info.path:
         meta["weights_file"] = Path(info.path).name
     return meta
+
+
+def _stage_width(stage: nn.Sequential) -> int:
+    """A stage's width: the output channels of its first block's first convolution."""
+    conv = getattr(stage[0], "conv1", None)
+    if not isinstance(conv, nn.Conv2d):
+        raise ExportError("unexpected block layout: no conv1 in the first block of a stage")
+    return int(conv.out_channels)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -417,24 +429,27 @@ def _ort_session(path: Path, threads: int | None = None) -> Any:
 
 def verify_onnx(
     path: Path,
-    reference: nn.Module,
-    image_size: tuple[int, int],
+    reference: ResNet,
     batch_sizes: Sequence[int],
     *,
     seed: int = 0,
     tolerance: Tolerance = FP32_TOLERANCE,
 ) -> list[ParityResult]:
-    """Run the ONNX file in ONNX Runtime (CPU) and ``reference`` in torch on the same seeded inputs."""
-    session = _ort_session(path)
-    gen = torch.Generator().manual_seed(seed)
-    results = []
-    for bs in batch_sizes:
-        x = torch.randn(bs, 3, *image_size, generator=gen)
-        with torch.no_grad():
-            ref = reference(x).numpy()
-        (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
-        results.append(compare_outputs(ref, out, tolerance))
-    return results
+    """ONNX Runtime (CPU) on ``path`` against ``reference`` in torch, on the same seeded inputs: the
+    same ``compare`` that ``resnet-deploy check`` runs."""
+    from .parity import compare
+    from .runtime.onnxrt import OnnxRuntimeRunner
+    from .runtime.pyt import TorchRunner
+
+    candidate = OnnxRuntimeRunner(path)
+    report = compare(
+        candidate,
+        TorchRunner(reference, preprocess=candidate.preprocess),
+        batch_sizes=batch_sizes,
+        seed=seed,
+        tolerance=tolerance,
+    )
+    return [row.result for row in report.rows]
 
 
 def export_onnx(
@@ -637,7 +652,7 @@ def _export(
             ) from e
         lap("check")
         say(f"verifying with ONNX Runtime at batch {', '.join(map(str, verify_sizes))}")
-        report.parity = verify_onnx(tmp, reference, size, verify_sizes, seed=seed, tolerance=tolerance)
+        report.parity = verify_onnx(tmp, net, verify_sizes, seed=seed, tolerance=tolerance)
         report.parity_passed = all(r.passed for r in report.parity)
         lap("verify")
         report.file_size_bytes = tmp.stat().st_size

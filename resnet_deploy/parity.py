@@ -6,6 +6,8 @@ only looks at arrays, so the same comparison serves export verification, ``check
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -105,4 +107,154 @@ def compare_outputs(
         top5_agreement=top5,
         passed=bool(passed),
         tolerance=tolerance.describe(),
+    )
+
+
+# ------------------------------------------------------------------------------ runners compared
+
+# Defaults per candidate precision. fp32 must match to float rounding; fp16 and int8 are judged
+# by direction (cosine) and, on real images with trained weights, by keeping the top-1 answer.
+DEFAULT_TOLERANCES: dict[str, dict[str, Tolerance]] = {
+    "fp32": {"random": Tolerance(scale_rtol=1e-4), "images": Tolerance(scale_rtol=1e-4)},
+    "fp16": {
+        "random": Tolerance(scale_rtol=None, min_cosine=0.999),
+        "images": Tolerance(scale_rtol=None, min_cosine=0.999, min_top1_agreement=0.98),
+    },
+    "int8": {
+        "random": Tolerance(scale_rtol=None, min_cosine=0.95),
+        "images": Tolerance(scale_rtol=None, min_cosine=0.95, min_top1_agreement=0.9),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    inputs: str  # "random, batch 8" | "images (64 from DIR)"
+    result: ParityResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, **self.result.to_dict()}
+
+
+@dataclass
+class CheckReport:
+    candidate: dict[str, Any]
+    reference: dict[str, Any]
+    precision: str
+    rows: list[ParityRow]
+    passed: bool
+    seconds: float = 0.0
+    notes: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "precision": self.precision,
+            "passed": self.passed,
+            "results": [r.to_dict() for r in self.rows],
+            "notes": self.notes or [],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) -> list[np.ndarray]:
+    """Seeded standard-normal inputs (the space normalised images live in), one array per batch size."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]
+
+
+def _run(runner: Any, x: np.ndarray) -> np.ndarray:
+    fixed = runner.fixed_batch
+    if fixed is None:
+        return np.asarray(runner.infer(x), dtype=np.float32)
+    parts = []  # fixed-batch artifacts run whole batches; the last one is padded and trimmed
+    for i in range(0, len(x), fixed):
+        chunk = x[i : i + fixed]
+        n = len(chunk)
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+        parts.append(np.asarray(runner.infer(chunk), dtype=np.float32)[:n])
+    return np.concatenate(parts)
+
+
+def compare(
+    candidate: Any,
+    reference: Any = "torch",
+    *,
+    batch_sizes: Sequence[int] = (1, 8),
+    images: str | os.PathLike[str] | None = None,
+    max_images: int = 64,
+    seed: int = 0,
+    tolerance: Tolerance | None = None,
+    weights: str | None = None,
+) -> CheckReport:
+    """Run ``candidate`` and ``reference`` on the same inputs and judge the difference.
+
+    ``candidate``: an artifact path or a Runner. ``reference``: ``"torch"`` (the PyTorch model
+    rebuilt from the candidate's metadata and checked against its weights hash), another artifact
+    path, or a Runner. Inputs: seeded random tensors at each batch size, plus up to ``max_images``
+    real images from ``images`` preprocessed as the candidate's metadata says. ``tolerance``
+    overrides the per-precision defaults (``DEFAULT_TOLERANCES``) for every input set.
+    """
+    import time
+
+    from .errors import ConfigError
+    from .runtime.base import Runner, open_runner
+
+    t0 = time.perf_counter()
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    cand = candidate if isinstance(candidate, Runner) else open_runner(candidate)
+    meta = getattr(cand, "metadata", {})
+    precision = meta.get("precision", "fp32")
+    if isinstance(reference, Runner):
+        ref = reference
+    elif str(reference) == "torch":
+        from .runtime.pyt import TorchRunner
+
+        ref = TorchRunner.from_metadata(meta, weights=weights, preprocess=cand.preprocess)
+    else:
+        ref = open_runner(reference)
+    if tuple(ref.preprocess.crop) != tuple(cand.preprocess.crop):
+        raise ConfigError(f"reference input {ref.preprocess.crop} and candidate input {cand.preprocess.crop} differ")
+    notes: list[str] = []
+    sizes = list(batch_sizes)
+    if cand.fixed_batch is not None and sizes != [cand.fixed_batch]:
+        notes.append(f"the candidate has a fixed batch of {cand.fixed_batch}: inputs run in batches of that size")
+    trained = meta.get("weights_trained", "true") == "true"
+    defaults = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+    rows: list[ParityRow] = []
+    with cand, ref:
+        for x in random_inputs(cand.preprocess.crop, sizes, seed):
+            tol = tolerance or defaults["random"]
+            rows.append(ParityRow(f"random, batch {len(x)}", compare_outputs(_run(ref, x), _run(cand, x), tol)))
+        if images is not None:
+            from .data import iter_batches, list_images
+
+            files = list_images(images)
+            if not files:
+                from .errors import DataError
+
+                raise DataError(f"no images in {images}")
+            picks = np.linspace(0, len(files) - 1, min(max_images, len(files))).round().astype(int)
+            skipped: list[tuple[Any, str]] = []
+            batches = [b.inputs for b in iter_batches([files[i] for i in picks], cand.preprocess, max(sizes), skipped)]
+            if not batches:
+                from .errors import DataError
+
+                raise DataError(f"none of the images in {images} could be read")
+            x = np.concatenate(batches)
+            tol = tolerance or defaults["images"]
+            if not trained and tolerance is None and tol.min_top1_agreement is not None:
+                tol = Tolerance(tol.scale_rtol, tol.min_cosine, None)
+                notes.append("untrained weights: top-1 agreement is reported, not required")
+            if skipped:
+                notes.append(f"skipped {len(skipped)} unreadable image(s)")
+            rows.append(
+                ParityRow(f"images ({len(x)} from {images})", compare_outputs(_run(ref, x), _run(cand, x), tol))
+            )
+        cand_desc, ref_desc = cand.describe(), ref.describe()
+    return CheckReport(
+        cand_desc, ref_desc, precision, rows, all(r.result.passed for r in rows), time.perf_counter() - t0, notes
     )

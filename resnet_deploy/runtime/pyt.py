@@ -40,14 +40,64 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, model: ResNet, *, threads: int | None = None, label: str = "") -> None:
+    def __init__(
+        self, model: ResNet, *, threads: int | None = None, label: str = "", preprocess: Preprocess | None = None
+    ) -> None:
         super().__init__()
         if model.cfg is None:
             raise ConfigError("TorchRunner needs a model built by create_model")
         self.model = model
         self.threads = threads
         self.label = label or model.model_name
-        self._pre = Preprocess.from_cfg(model.cfg)
+        self._pre = preprocess or Preprocess.from_cfg(model.cfg)
+
+    @classmethod
+    def from_metadata(
+        cls,
+        meta: dict[str, str],
+        *,
+        weights: str | None = None,
+        preprocess: Preprocess | None = None,
+        threads: int | None = None,
+    ) -> TorchRunner:
+        """The PyTorch model an artifact was exported from, rebuilt from its metadata and checked
+        against the weights hash it records (so the reference is provably the same model)."""
+        if "model" not in meta or "weights_sha256" not in meta:
+            raise ConfigError(
+                "the artifact has no resnet-deploy metadata to rebuild a PyTorch reference from: use --reference PATH"
+            )
+        kwargs: dict[str, Any] = {
+            "variant": meta.get("variant", "v1.5"),
+            "shortcut": meta.get("shortcut"),
+            "num_classes": int(meta.get("num_classes", "1000")),
+        }
+        if meta.get("widths"):
+            kwargs["widths"] = tuple(int(v) for v in meta["widths"].split(","))
+        source = meta.get("weights_source")
+        if weights is not None:
+            spec = weights
+        elif source == "random":
+            spec, kwargs["seed"] = "random", int(meta.get("weights_seed", "0"))
+        elif source == "imagenet" and meta.get("weights_tag"):
+            spec = f"imagenet:{meta['weights_tag']}"
+        elif source == "file":
+            raise ConfigError(
+                f"the artifact was exported from the weights file {meta.get('weights_file', '?')}: "
+                "pass --weights PATH to rebuild the PyTorch reference"
+            )
+        else:
+            raise ConfigError(
+                "the artifact's weights were changed in memory before export: compare it with "
+                "--reference PATH (e.g. its fp32 ONNX) or pass --weights PATH"
+            )
+        model = create_model(meta["model"], weights=spec, **kwargs)
+        got = model.weights_info.state_sha256 if model.weights_info else ""
+        if got != meta["weights_sha256"]:
+            raise ConfigError(
+                f"the rebuilt PyTorch model's weights (sha256 {got[:12]}...) are not the ones the "
+                f"artifact was exported from ({meta['weights_sha256'][:12]}...)"
+            )
+        return cls(model, preprocess=preprocess, threads=threads, label=f"torch {meta['model']} ({spec})")
 
     @classmethod
     def from_zoo(cls, model: str, *, weights: str = "auto", threads: int | None = None) -> TorchRunner:
