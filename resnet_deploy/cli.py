@@ -757,6 +757,84 @@ def _parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+class HardwareCompatChoice(str, Enum):
+    none = "none"
+    ampere_plus = "ampere-plus"
+    same_cc = "same-cc"
+
+
+@app.command("build")
+def build_cmd(
+    onnx_model: Annotated[
+        Path,
+        typer.Argument(
+            help="An ONNX from resnet-deploy (fp32, fp16 or int8 Q/DQ) with a dynamic batch axis.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The plan (default: beside the ONNX, .plan); its sidecar is PLAN.json.",
+            show_default=False,
+        ),
+    ] = None,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="Optimization profile: smallest batch.")] = 1,
+    opt_batch: Annotated[
+        int, typer.Option("--opt-batch", help="Optimization profile: the batch TensorRT tunes for.")
+    ] = 8,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Optimization profile: largest batch.")] = 64,
+    workspace: Annotated[
+        float | None, typer.Option(help="Workspace memory pool limit, GiB.", show_default=False)
+    ] = None,
+    timing_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--timing-cache", help="Timing cache file: loaded if present, saved after the build.", show_default=False
+        ),
+    ] = None,
+    hardware_compat: Annotated[
+        HardwareCompatChoice,
+        typer.Option("--hardware-compat", help="none (this GPU's compute capability), ampere-plus, or same-cc."),
+    ] = HardwareCompatChoice.none,
+    version_compatible: Annotated[
+        bool, typer.Option("--version-compatible", help="Runs on newer TensorRT of the same major version.")
+    ] = False,
+    opt_level: Annotated[
+        int | None, typer.Option("--opt-level", help="Builder optimization level 0-5.", show_default=False)
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the build report (the sidecar) as JSON.")] = False,
+) -> None:
+    """Build a TensorRT engine (plan + JSON sidecar) from an ONNX. Needs TensorRT and an NVIDIA GPU."""
+    from .engine import build_engine
+
+    with _stages() as progress:
+        report = build_engine(
+            onnx_model,
+            output,
+            min_batch=min_batch,
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            workspace_gib=workspace,
+            timing_cache=timing_cache,
+            hardware_compat=hardware_compat.value,
+            version_compatible=version_compatible,
+            opt_level=opt_level,
+            progress=progress,
+        )
+    if json_out:
+        _emit_json(report)
+        return
+    sc = report.sidecar
+    out.print(
+        f"[bold]{escape(report.path)}[/]  ({sc.plan_size_bytes / 1e6:.1f} MB, {sc.precision}, {sc.build_mode}, "
+        f"TensorRT {sc.tensorrt_version}, {escape(sc.gpu_name)} sm{sc.compute_capability}, "
+        f"batch {sc.profile['min'][0]}-{sc.profile['max'][0]}, built in {sc.build_seconds:.0f} s)",
+        highlight=False,
+    )
+
+
 @app.command("check")
 def check_cmd(
     artifact: Annotated[

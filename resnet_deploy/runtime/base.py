@@ -91,7 +91,9 @@ def open_runner(
 
         return OnnxRuntimeRunner(path, providers=providers, threads=threads)
     if path.suffix.lower() in (".plan", ".engine"):
-        raise ConfigError(f"{path.name}: TensorRT engines get a runner with the engine stage (not built yet)")
+        from .trt import TensorRTRunner
+
+        return TensorRTRunner(path)
     from .pyt import TorchRunner
 
     if path.suffix.lower() in (".pth", ".pt", ".safetensors"):
