@@ -119,6 +119,11 @@ class PrecisionChoice(str, Enum):
     int8 = "int8"
 
 
+class FormatChoice(str, Enum):
+    onnx = "onnx"
+    engine = "engine"
+
+
 class ConvertPrecision(str, Enum):
     fp16 = "fp16"
     int8 = "int8"
@@ -202,6 +207,11 @@ class _StageUI:
     def step(self, stage: str, done: int, total: int) -> None:
         self._start()
         self.bar.update(self.task, description=stage, total=total, completed=done)
+
+
+PROVIDER_OPT = typer.Option(
+    "--provider", help="ONNX Runtime provider for ONNX artifacts: cpu, cuda or tensorrt (no silent CPU fallback)."
+)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -363,6 +373,13 @@ def export_cmd(
     calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
     percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
     int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
+    fmt: Annotated[
+        FormatChoice,
+        typer.Option("--format", help="onnx, or engine: also build a TensorRT plan beside the ONNX and check it."),
+    ] = FormatChoice.onnx,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="With --format engine: profile min batch.")] = 1,
+    opt_batch: Annotated[int, typer.Option("--opt-batch", help="With --format engine: profile opt batch.")] = 8,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="With --format engine: profile max batch.")] = 64,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
@@ -386,6 +403,13 @@ def export_cmd(
     options.validate()
 
     name = _resolve_model_option(depth, model)
+    if fmt == FormatChoice.engine:  # fail before a long export when the engine cannot be built here
+        from .engine import Profile, runtime_env
+
+        if batch.strip().lower() != "dynamic":
+            raise ConfigError("--format engine needs --batch dynamic (the engine's profile sets the batch range)")
+        Profile(min_batch, opt_batch, max_batch, (3, 1, 1))
+        runtime_env()
     fp32_path, final_path = _precision_paths(name, output, precision.value)
     try:
         with _stages() as progress:
@@ -411,19 +435,62 @@ def export_cmd(
         raise
     for warning in report.warnings:
         err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
-    if precision == PrecisionChoice.fp32:
+    converted = None
+    if precision != PrecisionChoice.fp32:
+        converted = _convert(Path(report.path), final_path, options, json_out, report.to_dict())
+    if fmt == FormatChoice.onnx:
         if json_out:
-            _emit_json(report)
+            _emit_json(converted or report)
         else:
             _render_export(report)
+            if converted is not None:
+                _render_precision(converted)
         return
-
-    converted = _convert(Path(report.path), final_path, options, json_out, report.to_dict())
+    onnx_path = Path(converted.path if converted is not None else report.path)
+    calib_images = calib if calib is not None and calib.strip().lower() != "random" else None
+    built, checked = _engine_chain(onnx_path, min_batch, opt_batch, max_batch, calib_images, seed)
     if json_out:
-        _emit_json(converted)
-        return
-    _render_export(report)
-    _render_precision(converted)
+        _emit_json({"export": report, "precision": converted, "engine": built, "check": checked})
+    else:
+        _render_export(report)
+        if converted is not None:
+            _render_precision(converted)
+        _render_build(built)
+        verdict = "[bold green]passed[/]" if checked.passed else "[bold red]FAILED[/]"
+        out.print(f"check: {verdict} engine vs {escape(onnx_path.name)}")
+    if not checked.passed:
+        raise ParityError(f"the engine differs from {onnx_path.name} beyond tolerance", checked)
+
+
+def _engine_chain(
+    onnx_path: Path, min_batch: int, opt_batch: int, max_batch: int, images: str | None, seed: int
+) -> tuple[Any, Any]:
+    """Build the engine beside its ONNX and check it against that ONNX (the chain of export)."""
+    from .engine import build_engine
+    from .parity import compare
+
+    with _stages() as progress:
+        built = build_engine(
+            onnx_path,
+            onnx_path.with_suffix(".plan"),
+            min_batch=min_batch,
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            progress=progress,
+        )
+        progress("checking the engine against its ONNX")
+        checked = compare(built.path, onnx_path, batch_sizes=sorted({min_batch, opt_batch}), images=images, seed=seed)
+    return built, checked
+
+
+def _render_build(report: Any) -> None:
+    sc = report.sidecar
+    out.print(
+        f"[bold]{escape(report.path)}[/]  ({sc.plan_size_bytes / 1e6:.1f} MB, {sc.precision}, {sc.build_mode}, "
+        f"TensorRT {sc.tensorrt_version}, {escape(sc.gpu_name)} sm{sc.compute_capability}, "
+        f"batch {sc.profile['min'][0]}-{sc.profile['max'][0]}, built in {sc.build_seconds:.0f} s)",
+        highlight=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -696,12 +763,14 @@ def eval_cmd(
         typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint artifact.", show_default=False),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
+    provider: Annotated[str, PROVIDER_OPT] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Top-1 / top-5 accuracy of an artifact on an image folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from .evaluation import evaluate
+    from .runtime.onnxrt import providers_for
 
     bar = Progress(
         "[bold]evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
@@ -723,6 +792,7 @@ def eval_cmd(
             weights=weights,
             depth=depth,
             threads=threads,
+            providers=providers_for(provider),
             progress=update,
         )
     finally:
@@ -826,13 +896,7 @@ def build_cmd(
     if json_out:
         _emit_json(report)
         return
-    sc = report.sidecar
-    out.print(
-        f"[bold]{escape(report.path)}[/]  ({sc.plan_size_bytes / 1e6:.1f} MB, {sc.precision}, {sc.build_mode}, "
-        f"TensorRT {sc.tensorrt_version}, {escape(sc.gpu_name)} sm{sc.compute_capability}, "
-        f"batch {sc.profile['min'][0]}-{sc.profile['max'][0]}, built in {sc.build_seconds:.0f} s)",
-        highlight=False,
-    )
+    _render_build(report)
 
 
 @app.command("check")
@@ -886,12 +950,15 @@ def check_cmd(
             "--min-top1", help="Require this top-1 agreement (images: fp16 0.98, int8 0.9).", show_default=False
         ),
     ] = None,
+    provider: Annotated[str, PROVIDER_OPT] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not."""
     from .errors import ParityError
     from .parity import Tolerance, compare
+    from .runtime.onnxrt import providers_for
 
+    providers = providers_for(provider)
     sizes = _parse_batch_sizes(batch_sizes)
     tolerance = None
     if rtol is not None or min_cosine is not None or min_top1 is not None:
@@ -907,6 +974,7 @@ def check_cmd(
             seed=seed,
             tolerance=tolerance,
             weights=weights,
+            providers=providers,
         )
     for note in report.notes or []:
         err.print("[bold yellow]note:[/] " + escape(note), highlight=False)

@@ -58,6 +58,7 @@ def evaluate(
     weights: str | None = None,
     depth: int | str | None = None,
     threads: int | None = None,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
     progress: Progress | None = None,
 ) -> EvalReport:
     """Accuracy of an ONNX file, a zoo model / checkpoint, or any Runner on an image folder.
@@ -73,7 +74,7 @@ def evaluate(
     runner = (
         artifact
         if isinstance(artifact, Runner)
-        else open_runner(artifact, weights=weights, depth=depth, threads=threads)
+        else open_runner(artifact, weights=weights, depth=depth, threads=threads, providers=providers)
     )
     dataset = image_folder(data, labels_file)
     samples = dataset.samples

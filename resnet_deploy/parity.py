@@ -191,6 +191,7 @@ def compare(
     seed: int = 0,
     tolerance: Tolerance | None = None,
     weights: str | None = None,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
 ) -> CheckReport:
     """Run ``candidate`` and ``reference`` on the same inputs and judge the difference.
 
@@ -208,7 +209,7 @@ def compare(
     t0 = time.perf_counter()
     if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    cand = candidate if isinstance(candidate, Runner) else open_runner(candidate)
+    cand = candidate if isinstance(candidate, Runner) else open_runner(candidate, providers=providers)
     meta = getattr(cand, "metadata", {})
     precision = meta.get("precision", "fp32")
     if isinstance(reference, Runner):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,39 @@ import numpy as np
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
 from .base import Runner
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+_PROVIDER_LIBS = {
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+}
+
+
+def providers_for(name: str) -> tuple[str, ...]:
+    """``cpu`` / ``cuda`` / ``tensorrt`` -> the provider list, each GPU one without a CPU fallback
+    (so a provider that cannot start is an error rather than a slow run)."""
+    key = name.strip().lower()
+    if key not in PROVIDERS:
+        raise ConfigError(f"unknown provider {name!r}: choose one of {', '.join(PROVIDERS)}")
+    if key == "tensorrt":  # ORT's TensorRT provider hands unsupported nodes to CUDA
+        return (PROVIDERS["tensorrt"], PROVIDERS["cuda"])
+    return (PROVIDERS[key],)
+
+
+def provider_failure_reason(provider: str) -> str:
+    """Why a GPU provider did not start: its library's own load error, or no GPU."""
+    lib = _PROVIDER_LIBS.get(provider)
+    if lib is None:
+        return f"{provider} is not part of this onnxruntime build"
+    try:
+        import ctypes
+
+        import onnxruntime as ort
+
+        ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / lib))
+    except OSError as e:
+        return f"{provider}: {str(e).splitlines()[0]} (install the CUDA/cuDNN{'/TensorRT' if 'Tensorrt' in provider else ''} libraries onnxruntime-gpu needs)"
+    return f"{provider}: its libraries load, so no usable NVIDIA GPU or driver is visible"
 
 
 def _cpu_threads() -> int:
@@ -57,16 +92,26 @@ class OnnxRuntimeRunner(Runner):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        gpu = any(p != "CPUExecutionProvider" for p in self.providers)
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=list(self.providers))
+            # A GPU provider that fails to load makes onnxruntime log to stderr, print its CPU
+            # fallback on stdout (which would corrupt --json) and carry on: silence it, then check.
+            if gpu:
+                ort.set_default_logger_severity(4)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=list(self.providers))
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EngineError(f"onnxruntime cannot load {self.path.name}: {str(e).splitlines()[0][:300]}") from None
+        finally:
+            if gpu:
+                ort.set_default_logger_severity(2)
         active = self._session.get_providers()
         lost = [p for p in self.providers if p not in active]
-        if lost:  # onnxruntime falls back to CPU silently when a GPU provider's libraries fail to load
+        if lost:  # never a silent fallback to the CPU
+            self._session = None
             raise EngineError(
-                f"onnxruntime could not start {', '.join(lost)} (running: {', '.join(active)}): "
-                "its CUDA/cuDNN/TensorRT libraries are missing or there is no GPU"
+                f"onnxruntime could not start {', '.join(lost)} (running only {', '.join(active)}): "
+                + "; ".join(provider_failure_reason(p) for p in lost)
             )
         inp = self._session.get_inputs()[0]
         self._input = inp.name

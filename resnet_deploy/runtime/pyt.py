@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,15 @@ import numpy as np
 import torch
 
 from ..data import Preprocess
-from ..errors import ConfigError
+from ..errors import ConfigError, EngineError
 from ..models.registry import create_model, get_model_cfg
 from ..models.resnet import ResNet
 from ..weights import read_state_dict
 from .base import Runner
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -41,15 +46,37 @@ class TorchRunner(Runner):
     name = "torch"
 
     def __init__(
-        self, model: ResNet, *, threads: int | None = None, label: str = "", preprocess: Preprocess | None = None
+        self,
+        model: ResNet,
+        *,
+        threads: int | None = None,
+        label: str = "",
+        preprocess: Preprocess | None = None,
+        device: str = "cpu",
+        dtype: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         if model.cfg is None:
             raise ConfigError("TorchRunner needs a model built by create_model")
+        if device not in DEVICES:
+            raise ConfigError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        if dtype == "fp16" and device == "cpu":
+            raise ConfigError("fp16 runs on CUDA; on the CPU use bf16 (or fp32)")
+        if cuda_graphs and device != "cuda":
+            raise ConfigError("CUDA graphs need --device cuda")
         self.model = model
         self.threads = threads
         self.label = label or model.model_name
         self._pre = preprocess or Preprocess.from_cfg(model.cfg)
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
+        self.compile, self.cuda_graphs = compile, cuda_graphs
+        self._net: Any = None
+        self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def from_metadata(
@@ -117,15 +144,62 @@ class TorchRunner(Runner):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.model.eval()
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise EngineError("--device cuda: no CUDA GPU is visible to torch (torch.cuda.is_available() is False)")
+        net: Any = self.model
+        if (self.device, self.dtype, self.channels_last) != ("cpu", "fp32", False):
+            net = copy.deepcopy(self.model)  # never change the caller's model
+            net = net.to(device=self.device, dtype=_DTYPES[self.dtype])
+            if self.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+        if self.compile:
+            # Manual CUDA graphs below replace inductor's own; otherwise the default mode.
+            net = torch.compile(net, mode="max-autotune-no-cudagraphs" if self.cuda_graphs else None)
+        self._net = net
+        self._graphs = {}
+
+    def deactivate(self) -> None:
+        self._net = None
+        self._graphs = {}
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
+    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(batch)
+        if self.device == "cuda":
+            x = x.pin_memory().to("cuda", non_blocking=True)
+        x = x.to(_DTYPES[self.dtype])
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
+        """One captured CUDA graph per input shape: copy in, replay, copy out."""
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            static_in = x.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up outside the capture (cuDNN autotuning, lazy init)
+                    self._net(static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._net(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()
 
     @property
     def preprocess(self) -> Preprocess:
         return self._pre
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(self._check(batch))
+        x = self._to_device(self._check(batch))
         with torch.inference_mode():
-            out: np.ndarray = self.model(x).float().numpy()
+            y = self._replay(x) if self.cuda_graphs else self._net(x)
+            out: np.ndarray = y.float().cpu().numpy()
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -135,5 +209,9 @@ class TorchRunner(Runner):
             "model": self.model.model_name,
             "weights": info.label if info else None,
             "threads": torch.get_num_threads(),
-            "device": "cpu",
+            "device": torch.cuda.get_device_name() if self.device == "cuda" and torch.cuda.is_available() else "cpu",
+            "dtype": self.dtype,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "cuda_graphs": self.cuda_graphs,
         }
