@@ -15,7 +15,7 @@ from resnet_deploy import ConfigError, create_model, export_onnx
 from resnet_deploy.cli import app
 from resnet_deploy.parity import Tolerance, compare
 from resnet_deploy.precision import quantize_int8, to_fp16
-from tests.cli.test_cli import assert_one_line_error
+from tests.helpers import assert_one_line_error
 from tests.test_fold import randomize_bn
 
 runner = CliRunner()

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from resnet_deploy import ConfigError, EngineError, create_model, export_onnx
-from resnet_deploy.cli import app
 from resnet_deploy.runtime import open_runner
 from resnet_deploy.runtime.onnxrt import OnnxRuntimeRunner, providers_for
 from resnet_deploy.runtime.pyt import TorchRunner
-from tests.cli.test_cli import assert_one_line_error
+from tests.helpers import assert_one_line_error
 from tests.test_fold import randomize_bn
 
 X = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
@@ -79,6 +77,10 @@ def test_onnxruntime_gpu_providers_never_fall_back(tmp_path: Path, net) -> None:
     for name in ("cuda", "tensorrt"):
         with pytest.raises(EngineError, match="could not start .*running only CPUExecutionProvider"):
             OnnxRuntimeRunner(tmp_path / "m.onnx", providers=providers_for(name)).__enter__()
+    from typer.testing import CliRunner
+
+    from resnet_deploy.cli import app
+
     result = CliRunner().invoke(
         app,
         ["check", str(tmp_path / "m.onnx"), "--reference", str(tmp_path / "m.onnx"), "--provider", "cuda", "--json"],
@@ -100,6 +102,10 @@ def test_export_engine_format_fails_early_without_tensorrt(tmp_path: Path) -> No
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed")
+    from typer.testing import CliRunner
+
+    from resnet_deploy.cli import app
+
     runner = CliRunner()
     result = runner.invoke(app, ["export", "-d", "20", "--format", "engine", "-o", str(tmp_path)])
     assert_one_line_error(result.exit_code, result.stderr, 'pip install "resnet-deploy[tensorrt]"')

@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from resnet_deploy.cli import app
+from tests.helpers import assert_one_line_error
 
 runner = CliRunner()
 
@@ -22,18 +23,6 @@ runner = CliRunner()
 def run(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
-
-
-def assert_one_line_error(code: int, stderr: str, *needles: str, exit_code: int | None = None) -> None:
-    assert code != 0
-    if exit_code is not None:
-        assert code == exit_code
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1, stderr
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
 
 
 def test_models_table_and_json() -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from resnet_deploy.cli import app
-from tests.cli.test_cli import assert_one_line_error
+from tests.helpers import assert_one_line_error
 
 runner = CliRunner()
 
