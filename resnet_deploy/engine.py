@@ -136,32 +136,32 @@ class RuntimeEnv:
 def compatibility_problems(sidecar: Sidecar, env: RuntimeEnv) -> list[str]:
     """Why this plan cannot run here ([] if it can), by TensorRT's portability rules:
 
-    - a plan runs only on the TensorRT version that built it, unless built version-compatible
-      (then any TensorRT of the same major version, not older than the builder);
-    - a plan runs only on GPUs of the compute capability it was built for, unless built
-      hardware-compatible: ``ampere-plus`` runs on any compute capability >= 8.0.
+    - a plan runs only on the exact TensorRT version that built it (major, minor, patch and build),
+      unless built version-compatible: then on that version or any newer one (TensorRT >= 8.6);
+    - ``hardware_compat="none"``: only on the kind of GPU that built it; ``"same-cc"``: any GPU of
+      the same compute capability; ``"ampere-plus"``: any GPU of compute capability >= 8.0.
     """
     problems = []
     built, here = parse_version(sidecar.tensorrt_version), parse_version(env.tensorrt_version)
     if sidecar.version_compatible:
-        if here[0] != built[0] or here[:3] < built[:3]:
+        if here < built:
             problems.append(
-                f"TensorRT {env.tensorrt_version} here, built version-compatible with "
-                f"{sidecar.tensorrt_version} (needs the same major version, not older)"
+                f"TensorRT {env.tensorrt_version} here is older than {sidecar.tensorrt_version}, "
+                "which built this version-compatible plan"
             )
-    elif here[:3] != built[:3]:
+    elif here != built:
         problems.append(f"TensorRT {env.tensorrt_version} here, built with {sidecar.tensorrt_version}")
     cc_built, cc_here = parse_version(sidecar.compute_capability), parse_version(env.compute_capability)
+    gpu_here = f"GPU {env.gpu_name} (compute capability {env.compute_capability})"
     if sidecar.hardware_compat == "ampere-plus":
         if cc_here[:2] < (8, 0):
-            problems.append(
-                f"GPU {env.gpu_name} (compute capability {env.compute_capability}) is older than "
-                "Ampere; the plan was built ampere-plus"
-            )
+            problems.append(f"{gpu_here} is older than Ampere; the plan was built ampere-plus")
     elif cc_here[:2] != cc_built[:2]:
+        problems.append(f"{gpu_here} here, built for {sidecar.gpu_name} ({sidecar.compute_capability})")
+    elif sidecar.hardware_compat == "none" and env.gpu_name != sidecar.gpu_name:
         problems.append(
-            f"GPU {env.gpu_name} (compute capability {env.compute_capability}) here, built for "
-            f"{sidecar.gpu_name} ({sidecar.compute_capability})"
+            f"{gpu_here} here, built for {sidecar.gpu_name}: without hardware compatibility a plan "
+            "is only for the GPU model that built it (--hardware-compat same-cc allows the same compute capability)"
         )
     return problems
 
@@ -302,6 +302,8 @@ def build_engine(
         config.builder_optimization_level = opt_level
     if hardware_compat != "none":
         level = {"ampere-plus": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}[hardware_compat]
+        if not hasattr(trt.HardwareCompatibilityLevel, level):
+            raise EngineError(f"--hardware-compat {hardware_compat} is not available in TensorRT {trt.__version__}")
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
@@ -318,7 +320,7 @@ def build_engine(
     cache_path = Path(timing_cache) if timing_cache is not None else None
     cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
     cache = config.create_timing_cache(cache_blob)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.set_timing_cache(cache, False)  # (cache, ignore_mismatch): a cache from another GPU is not used
     say(f"building {precision} engine ({mode}, batch {min_batch}-{max_batch}); this takes minutes")
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)

@@ -90,10 +90,15 @@ def test_compatibility_rules() -> None:
     assert compatibility_problems(sc, H200) == []
     assert "built with 10.13.3.9" in compatibility_problems(sc, replace(H200, tensorrt_version="10.14.1.48"))[0]
     assert "built for NVIDIA H200 (9.0)" in compatibility_problems(sc, RuntimeEnv("10.13.3.9", "NVIDIA A100", "8.0"))[0]
+    assert compatibility_problems(sc, replace(H200, tensorrt_version="10.13.3.10"))  # even another build
     vc = replace(sc, version_compatible=True)
-    assert compatibility_problems(vc, replace(H200, tensorrt_version="10.14.1.48")) == []  # newer, same major
-    assert compatibility_problems(vc, replace(H200, tensorrt_version="10.9.0.34"))  # older
-    assert compatibility_problems(vc, replace(H200, tensorrt_version="11.0.0"))  # another major
+    assert compatibility_problems(vc, replace(H200, tensorrt_version="10.14.1.48")) == []  # newer
+    assert compatibility_problems(vc, replace(H200, tensorrt_version="11.0.0.1")) == []  # newer major too
+    assert "older than 10.13.3.9" in compatibility_problems(vc, replace(H200, tensorrt_version="10.9.0.34"))[0]
+    # Same compute capability, another GPU model: only a same-cc (or ampere-plus) plan may run.
+    h100 = RuntimeEnv("10.13.3.9", "NVIDIA H100 80GB HBM3", "9.0")
+    assert "only for the GPU model that built it" in compatibility_problems(sc, h100)[0]
+    assert compatibility_problems(replace(sc, hardware_compat="same-cc"), h100) == []
     ampere = replace(sc, hardware_compat="ampere-plus")
     assert compatibility_problems(ampere, RuntimeEnv("10.13.3.9", "NVIDIA A10", "8.6")) == []
     assert "older than Ampere" in compatibility_problems(ampere, RuntimeEnv("10.13.3.9", "Tesla T4", "7.5"))[0]

@@ -45,6 +45,16 @@ def test_torch_compile_on_cpu(net) -> None:  # type: ignore[no-untyped-def]
         assert np.abs(r.infer(X) - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
+def test_runner_spec_and_warmup(tmp_path: Path, net) -> None:  # type: ignore[no-untyped-def]
+    export_onnx(net, tmp_path / "b2.onnx", batch=2)
+    with open_runner(tmp_path / "b2.onnx") as r:
+        assert r.input_spec == {"name": "input", "dtype": "float32", "shape": [2, 3, 32, 32], "max_batch": None}
+        r.warmup(batch_size=5)  # a fixed-batch artifact warms up at its own batch
+    with TorchRunner(net) as t:
+        assert t.input_spec["shape"] == [None, 3, 32, 32]
+        t.warmup()
+
+
 def test_torch_runner_bad_options(net) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="fp16 runs on CUDA"):
         TorchRunner(net, dtype="fp16")

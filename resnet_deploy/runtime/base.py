@@ -61,6 +61,23 @@ class Runner(ABC):
         """The only batch size the artifact accepts, for fixed-batch exports."""
         return None
 
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """What ``infer`` takes: float32 NCHW; the batch is None (any), or the fixed size."""
+        return {
+            "name": "input",
+            "dtype": "float32",
+            "shape": [self.fixed_batch, 3, *self.preprocess.crop],
+            "max_batch": self.max_batch,
+        }
+
+    def warmup(self, batch_size: int = 1, iterations: int = 3) -> None:
+        """Run a few zero batches so lazy initialisation (kernels, autotuning, graphs) is done."""
+        n = self.fixed_batch or batch_size
+        x = np.zeros((n, 3, *self.preprocess.crop), np.float32)
+        for _ in range(iterations):
+            self.infer(x)
+
     def describe(self) -> dict[str, Any]:
         return {"runner": self.name}
 
