@@ -209,6 +209,7 @@ def model_stats(
     shortcut: str | None = None,
     num_classes: int | None = None,
     image_size: tuple[int, int] | None = None,
+    widths: tuple[int, ...] | None = None,
 ) -> tuple[int, int]:
     """(parameters, MACs per image) of a zoo architecture, computed on the meta device (instant)."""
     from .profile import count_macs, count_params
@@ -220,6 +221,7 @@ def model_stats(
             num_classes=num_classes or cfg.num_classes,
             variant=variant,
             shortcut=shortcut or cfg.default_shortcut,
+            widths=widths,
         )
     size = image_size or (cfg.input_size[1], cfg.input_size[2])
     return count_params(net), count_macs(net, size)

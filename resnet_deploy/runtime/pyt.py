@@ -86,6 +86,7 @@ class TorchRunner(Runner):
         weights: str | None = None,
         preprocess: Preprocess | None = None,
         threads: int | None = None,
+        **options: Any,
     ) -> TorchRunner:
         """The PyTorch model an artifact was exported from, rebuilt from its metadata and checked
         against the weights hash it records (so the reference is provably the same model)."""
@@ -124,21 +125,25 @@ class TorchRunner(Runner):
                 f"the rebuilt PyTorch model's weights (sha256 {got[:12]}...) are not the ones the "
                 f"artifact was exported from ({meta['weights_sha256'][:12]}...)"
             )
-        return cls(model, preprocess=preprocess, threads=threads, label=f"torch {meta['model']} ({spec})")
+        return cls(model, preprocess=preprocess, threads=threads, label=f"torch {meta['model']} ({spec})", **options)
 
     @classmethod
-    def from_zoo(cls, model: str, *, weights: str = "auto", threads: int | None = None) -> TorchRunner:
-        return cls(create_model(model, weights=weights), threads=threads)
+    def from_zoo(cls, model: str, *, weights: str = "auto", threads: int | None = None, **options: Any) -> TorchRunner:
+        return cls(create_model(model, weights=weights), threads=threads, **options)
 
     @classmethod
-    def from_checkpoint(cls, depth: int | str, path: Path, *, threads: int | None = None) -> TorchRunner:
+    def from_checkpoint(
+        cls, depth: int | str, path: Path, *, threads: int | None = None, **options: Any
+    ) -> TorchRunner:
         cfg = get_model_cfg(depth)
         kwargs = infer_architecture(read_state_dict(path))
         if cfg.dataset == "imagenet" and "widths" in kwargs and len(kwargs["widths"]) != 4:
             raise ConfigError(f"{path.name} does not look like a {cfg.name} checkpoint")
         if kwargs.get("widths") == ((64, 128, 256, 512) if cfg.dataset == "imagenet" else (16, 32, 64)):
             kwargs.pop("widths")
-        return cls(create_model(cfg.name, weights=os.fspath(path), **kwargs), threads=threads, label=path.name)
+        return cls(
+            create_model(cfg.name, weights=os.fspath(path), **kwargs), threads=threads, label=path.name, **options
+        )
 
     def activate(self) -> None:
         if self.threads:
@@ -201,6 +206,29 @@ class TorchRunner(Runner):
             y = self._replay(x) if self.cuda_graphs else self._net(x)
             out: np.ndarray = y.float().cpu().numpy()
         return out
+
+    def infer_timed(self, batch: np.ndarray) -> dict[str, float] | None:
+        """On CUDA: host-to-device, compute and device-to-host milliseconds from CUDA events (None on CPU)."""
+        if self.device != "cuda":
+            return None
+        x = torch.from_numpy(self._check(batch)).pin_memory()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        with torch.inference_mode():
+            events[0].record()
+            dev = x.to("cuda", non_blocking=True).to(_DTYPES[self.dtype])
+            if self.channels_last:
+                dev = dev.contiguous(memory_format=torch.channels_last)
+            events[1].record()
+            y = self._replay(dev) if self.cuda_graphs else self._net(dev)
+            events[2].record()
+            y.float().cpu()
+            events[3].record()
+        events[3].synchronize()
+        return {
+            "h2d": events[0].elapsed_time(events[1]),
+            "compute": events[1].elapsed_time(events[2]),
+            "d2h": events[2].elapsed_time(events[3]),
+        }
 
     def describe(self) -> dict[str, Any]:
         info = self.model.weights_info

@@ -45,6 +45,10 @@ class TensorRTRunner(Runner):
     def max_batch(self) -> int | None:
         return self._max
 
+    @property
+    def min_batch(self) -> int:
+        return self._min
+
     def activate(self) -> None:
         import torch
 
