@@ -137,17 +137,26 @@ def compatibility_problems(sidecar: Sidecar, env: RuntimeEnv) -> list[str]:
     """Why this plan cannot run here ([] if it can), by TensorRT's portability rules:
 
     - a plan runs only on the exact TensorRT version that built it (major, minor, patch and build),
-      unless built version-compatible: then on that version or any newer one (TensorRT >= 8.6);
+      unless built version-compatible: then on that version, a newer one of the same major, or the
+      next major NVIDIA supports (8 -> 10, 10 -> 11);
     - ``hardware_compat="none"``: only on the kind of GPU that built it; ``"same-cc"``: any GPU of
       the same compute capability; ``"ampere-plus"``: any GPU of compute capability >= 8.0.
     """
     problems = []
     built, here = parse_version(sidecar.tensorrt_version), parse_version(env.tensorrt_version)
     if sidecar.version_compatible:
+        # NVIDIA documents: the same major at an equal or newer version, and across majors only the
+        # next supported one (8 -> 10, 10 -> 11); nothing else.
+        next_major = {8: 10}.get(built[0], built[0] + 1)
         if here < built:
             problems.append(
                 f"TensorRT {env.tensorrt_version} here is older than {sidecar.tensorrt_version}, "
                 "which built this version-compatible plan"
+            )
+        elif here[0] not in (built[0], next_major):
+            problems.append(
+                f"TensorRT {env.tensorrt_version} here: a version-compatible plan from {sidecar.tensorrt_version} "
+                f"runs on TensorRT {built[0]}.x and {next_major}.x only"
             )
     elif here != built:
         problems.append(f"TensorRT {env.tensorrt_version} here, built with {sidecar.tensorrt_version}")
@@ -307,6 +316,9 @@ def build_engine(
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TensorRT enables TF32 by default: ~1e-3 relative error on ResNets, far outside fp32 parity.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if mode == "weakly-typed":  # TensorRT < 10.12: precision through builder flags
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
@@ -320,7 +332,10 @@ def build_engine(
     cache_path = Path(timing_cache) if timing_cache is not None else None
     cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
     cache = config.create_timing_cache(cache_blob)
-    config.set_timing_cache(cache, False)  # (cache, ignore_mismatch): a cache from another GPU is not used
+    warnings: list[str] = []
+    if not config.set_timing_cache(cache, False):  # (cache, ignore_mismatch): refuse a foreign cache
+        warnings.append(f"timing cache {cache_path} is from another TensorRT or GPU: starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     say(f"building {precision} engine ({mode}, batch {min_batch}-{max_batch}); this takes minutes")
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
@@ -330,11 +345,9 @@ def build_engine(
     data = bytes(plan)
     import hashlib
 
-    import torch
-
     sidecar = Sidecar(
         tensorrt_version=trt.__version__,
-        cuda_version=str(torch.version.cuda),
+        cuda_version=_tensorrt_cuda(),
         gpu_name=env.gpu_name,
         compute_capability=env.compute_capability,
         hardware_compat=hardware_compat,
@@ -358,7 +371,21 @@ def build_engine(
     if cache_path is not None:
         with atomic_path(cache_path) as tmp_cache:
             tmp_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return BuildReport(str(out.resolve()), sidecar, str(cache_path) if cache_path else None)
+    return BuildReport(str(out.resolve()), sidecar, str(cache_path) if cache_path else None, warnings)
+
+
+def _tensorrt_cuda() -> str:
+    """The CUDA major TensorRT was built for, from its wheel (tensorrt-cu12 / -cu13), else unknown."""
+    import importlib.metadata
+
+    for major in ("13", "12", "11"):
+        for dist in (f"tensorrt-cu{major}-libs", f"tensorrt-cu{major}", f"tensorrt_cu{major}_libs"):
+            try:
+                importlib.metadata.version(dist)
+                return f"cu{major}"
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return "unknown"
 
 
 def load_engine(plan: str | os.PathLike[str]) -> tuple[Any, Sidecar]:

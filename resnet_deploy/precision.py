@@ -439,6 +439,46 @@ def _cache_dir() -> Path:
     return Path(root) / "calibration"
 
 
+def strip_branch_qdq(model: onnx.ModelProto) -> int:
+    """TensorRT's placement for residual blocks: keep Q/DQ on the *residual* input of each Add and
+    remove it from the input that a Conv produces, so TensorRT fuses that Conv + Add (+ ReLU) into
+    one INT8 kernel (NVIDIA's Q/DQ placement guide; ModelOpt does the same). A Q/DQ pair on the
+    conv branch would force the conv and the add apart. Where both inputs come from convolutions
+    (a projection shortcut), the main branch is the one computed later. Returns the pairs removed."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    index = {id(n): i for i, n in enumerate(graph.node)}
+    consumers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    removed = 0
+    for add in [n for n in graph.node if n.op_type == "Add"]:
+        branches: list[tuple[int, int, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]] = []
+        for k, name in enumerate(add.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            conv = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+            if dq is not None and q is not None and conv is not None and conv.op_type == "Conv":
+                act = producer.get(conv.input[0])
+                branches.append((index[id(act)] if act is not None else -1, k, dq, q, conv))
+        if not branches:
+            continue
+        _, k, dq, q, conv = max(branches, key=lambda b: b[0])  # the main branch: computed last
+        add.input[k] = conv.output[0]
+        consumers[dq.output[0]] -= 1
+        if consumers[dq.output[0]] == 0:
+            graph.node.remove(dq)
+            consumers[q.output[0]] -= 1
+            if consumers[q.output[0]] == 0:
+                graph.node.remove(q)
+        removed += 1
+    used = {name for n in graph.node for name in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    return removed
+
+
 def _prepare_cache(enabled: bool, key: str) -> tuple[Path | None, str, str | None]:
     """(path or None, "hit" | "miss" | "off", a warning). An unusable cache never stops a run: a
     corrupt entry is deleted and recomputed, an unwritable folder turns caching off."""
@@ -603,6 +643,7 @@ def quantize_int8(
         finally:
             qlog.setLevel(old_level)
         qmodel = onnx.load(str(tmp))
+        stripped = strip_branch_qdq(qmodel) if recipe == "tensorrt" else 0
         _set_metadata(
             qmodel,
             {
@@ -634,6 +675,7 @@ def quantize_int8(
             tolerance=tolerance.describe(),
         )
         report.extra["recipe"] = recipe
+        report.extra["residual_branch_qdq_removed"] = stripped
         report.extra["calibration"] = {
             "source": calib.source,
             "count": len(inputs),

@@ -93,7 +93,8 @@ def test_compatibility_rules() -> None:
     assert compatibility_problems(sc, replace(H200, tensorrt_version="10.13.3.10"))  # even another build
     vc = replace(sc, version_compatible=True)
     assert compatibility_problems(vc, replace(H200, tensorrt_version="10.14.1.48")) == []  # newer
-    assert compatibility_problems(vc, replace(H200, tensorrt_version="11.0.0.1")) == []  # newer major too
+    assert compatibility_problems(vc, replace(H200, tensorrt_version="11.0.0.1")) == []  # the next major too
+    assert "10.x and 11.x only" in compatibility_problems(vc, replace(H200, tensorrt_version="12.0.0.1"))[0]
     assert "older than 10.13.3.9" in compatibility_problems(vc, replace(H200, tensorrt_version="10.9.0.34"))[0]
     # Same compute capability, another GPU model: only a same-cc (or ampere-plus) plan may run.
     h100 = RuntimeEnv("10.13.3.9", "NVIDIA H100 80GB HBM3", "9.0")

@@ -137,11 +137,12 @@ def test_int8_tensorrt_recipe_graph(fp32: Path, calib_dir: Path, tmp_path: Path)
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
             zp = numpy_helper.to_array(inits[n.input[2]])
             assert zp.dtype == np.int8 and not zp.any()
-    # Both inputs of every residual Add are dequantized int8 tensors (conv + add + relu fuse in TensorRT).
+    # Each residual Add: the residual (skip) input is a dequantized int8 tensor, the other comes
+    # straight from its Conv, so TensorRT fuses conv + add + relu (NVIDIA's Q/DQ placement guide).
     adds = [n for n in model.graph.node if n.op_type == "Add"]
     assert len(adds) == 9
     for add in adds:
-        assert [prod[i].op_type for i in add.input] == ["DequantizeLinear", "DequantizeLinear"]
+        assert sorted(prod[i].op_type for i in add.input) == ["Conv", "DequantizeLinear"]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["precision"] == "int8" and meta["int8_recipe"] == "tensorrt" and meta["calibration_method"] == "minmax"
     assert graph_precision(model) == "int8"
@@ -222,6 +223,18 @@ def test_int8_refuses_quantized_and_fp16_inputs(fp32: Path, calib_dir: Path, tmp
     with pytest.raises(ConfigError, match="already fp16"):
         quantize_int8(tmp_path / "h.onnx", tmp_path / "hq.onnx", calib_dir)
     assert sorted(os.listdir(tmp_path)) == ["h.onnx", "q.onnx"]
+
+
+def test_projection_shortcuts_keep_the_shortcut_quantized(tmp_path: Path, calib_dir: Path) -> None:
+    export_onnx("resnet18", tmp_path / "r18.onnx", weights="random", image_size=32)
+    model = onnx.load(quantize_int8(tmp_path / "r18.onnx", tmp_path / "q.onnx", calib_dir, cache=False).path)
+    prod = producers(model)
+    for add in (n for n in model.graph.node if n.op_type == "Add"):
+        kinds = {prod[i].op_type: prod[i] for i in add.input}
+        assert set(kinds) == {"Conv", "DequantizeLinear"}
+        conv = kinds["Conv"]
+        # The fused conv is the main branch's last conv (fed by a ReLU), not the 1x1 projection.
+        assert list(numpy_helper.to_array(initializers(model)[prod[conv.input[1]].input[0]]).shape[2:]) == [3, 3]
 
 
 def test_tensorrt_placement_keeps_relus_fused_and_logits_float(fp32: Path, calib_dir: Path, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ class Runner(ABC):
     def _check(self, batch: np.ndarray) -> np.ndarray:
         if not self.active:
             raise RuntimeError(f"{self.name} runner used outside its 'with' block")
-        x = np.asarray(batch, dtype=np.float32)
+        x = np.ascontiguousarray(batch, dtype=np.float32)  # device copies assume a dense NCHW layout
         want = (3, *self.preprocess.crop)
         if x.ndim != 4 or x.shape[1:] != want:
             raise ConfigError(f"expected input [n, {want[0]}, {want[1]}, {want[2]}], got {list(x.shape)}")

@@ -80,6 +80,15 @@ class TensorRTRunner(Runner):
         self._stream = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._execute(batch, timed=False)[0]
+
+    def infer_timed(self, batch: np.ndarray) -> dict[str, float]:
+        """Host-to-device, compute and device-to-host milliseconds from CUDA events on the stream."""
+        phases = self._execute(batch, timed=True)[1]
+        assert phases is not None
+        return phases
+
+    def _execute(self, batch: np.ndarray, *, timed: bool) -> tuple[np.ndarray, dict[str, float] | None]:
         import torch
 
         x = self._check(batch)
@@ -87,19 +96,36 @@ class TensorRTRunner(Runner):
         if not self._min <= n <= self._max:
             raise ConfigError(f"batch {n} is outside the engine's profile ({self._min}-{self._max})")
         host_in = torch.from_numpy(x).to(self._in_dtype).pin_memory()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if timed else []
         with torch.cuda.stream(self._stream):
+            if timed:
+                events[0].record(self._stream)
             dev_in = host_in.to("cuda", non_blocking=True)
-            self._context.set_input_shape(self._inputs[0], tuple(dev_in.shape))
+            if timed:
+                events[1].record(self._stream)
+            if not self._context.set_input_shape(self._inputs[0], tuple(dev_in.shape)):
+                raise EngineError(f"TensorRT refused input shape {tuple(dev_in.shape)}")
             out_shape = tuple(self._context.get_tensor_shape(self._outputs[0]))
             dev_out = torch.empty(out_shape, dtype=self._out_dtype, device="cuda")
             self._context.set_tensor_address(self._inputs[0], dev_in.data_ptr())
             self._context.set_tensor_address(self._outputs[0], dev_out.data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise EngineError("TensorRT execute_async_v3 failed")
+            if timed:
+                events[2].record(self._stream)
             host_out = torch.empty(out_shape, dtype=self._out_dtype, pin_memory=True)
             host_out.copy_(dev_out, non_blocking=True)
+            if timed:
+                events[3].record(self._stream)
         self._stream.synchronize()
-        return host_out.float().numpy()
+        phases = None
+        if timed:
+            phases = {
+                "h2d": events[0].elapsed_time(events[1]),
+                "compute": events[1].elapsed_time(events[2]),
+                "d2h": events[2].elapsed_time(events[3]),
+            }
+        return host_out.float().numpy(), phases
 
     def describe(self) -> dict[str, Any]:
         return {
