@@ -2,7 +2,8 @@
 # GPU-machine check, under 5 minutes on one GPU. Usage: scripts/gpu_check.sh [LOG_DIR]
 #   1. environment (GPU, driver, CUDA, torch, onnx, onnxruntime, TensorRT if any)
 #   2. the gpu- and tensorrt-marked tests (those without TensorRT skip with a reason)
-#   3. scripts/gpu_check.py: torch CUDA runner variants vs the CPU reference (ResNet-50), and
+#   3. benchmarks/gpu_table.py (short): torch CUDA fp32 / fp16+channels_last / +CUDA graphs latency
+#   4. scripts/gpu_check.py: torch CUDA runner variants vs the CPU reference (ResNet-50), and
 #      fp16/int8 TensorRT engines built and checked where TensorRT is importable
 # Works on a machine with torch+CUDA, onnx and a CPU-only onnxruntime, no TensorRT, no network:
 # it then says which parts it skipped. Full logs go to LOG_DIR (default ./gpu_check_out, or $OUT).
@@ -38,6 +39,9 @@ if "$PY" -c "import pytest" 2>/dev/null; then
 else
   echo "pytest: not installed here, marked tests skipped" | tee "$LOG/pytest.txt"
 fi
+timeout 120 "$PY" benchmarks/gpu_table.py --batch-sizes 1,8,64 --duration-s 1 --rounds 2 --no-compile \
+  --out "$LOG" > "$LOG/gpu_table.txt" 2>&1 || echo "gpu_table: failed or skipped (see $LOG/gpu_table.txt)"
+tail -n 16 "$LOG/gpu_table.txt"
 timeout 240 "$PY" scripts/gpu_check.py "$LOG" > "$LOG/gpu_check.txt" 2>&1
 rc2=$?
 tail -n 12 "$LOG/gpu_check.txt"
