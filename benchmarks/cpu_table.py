@@ -48,7 +48,8 @@ def main() -> None:
         trt8 = quantize_int8(
             fp32, Path(tmp) / "trt.int8.onnx", "random", recipe="tensorrt", method="minmax", cache=False
         )
-        macs = count_macs(net, (224, 224))
+        size = (net.cfg.input_size[1], net.cfg.input_size[2]) if net.cfg else (224, 224)
+        macs = count_macs(net, size)
         targets = [
             Target("PyTorch eager fp32", TorchRunner(net, threads=args.threads), macs),
             Target("ONNX Runtime fp32", OnnxRuntimeRunner(fp32, threads=args.threads), macs),

@@ -197,16 +197,23 @@ def check_batch_sizes(batch_sizes: Sequence[int], targets: Sequence[Target]) -> 
     return sizes
 
 
-def _time_once(runner: Any, x: np.ndarray, compute_only: bool) -> tuple[float, dict[str, float] | None]:
+def _phase_timed(runner: Any) -> bool:
+    """Whether a runner reports h2d / compute / d2h from CUDA events (GPU runners)."""
     timed = getattr(runner, "infer_timed", None)
-    if timed is not None:
-        phases = timed(x)
-        if phases is not None:
-            total = phases["compute"] if compute_only else sum(phases.values())
-            return total, phases
+    return timed is not None and getattr(runner, "device", "cuda") == "cuda"
+
+
+def _time_once(runner: Any, x: np.ndarray, compute_only: bool) -> tuple[float, dict[str, float] | None]:
+    """Wall-clock latency of one call (everything the caller pays), plus GPU phases when available;
+    with ``compute_only`` the latency is the CUDA-event compute time alone."""
     t0 = time.perf_counter_ns()
-    runner.infer(x)
-    return (time.perf_counter_ns() - t0) / 1e6, None
+    phases = runner.infer_timed(x) if _phase_timed(runner) else None
+    if phases is None:
+        runner.infer(x)
+    wall = (time.perf_counter_ns() - t0) / 1e6
+    if compute_only and phases is not None:
+        return phases["compute"], phases
+    return wall, phases
 
 
 def benchmark(
@@ -242,7 +249,14 @@ def benchmark(
     labels = [t.label for t in targets]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"targets need distinct labels, got {labels}")
-    sizes = check_batch_sizes(batch_sizes, targets)
+    sizes = check_batch_sizes(list(dict.fromkeys(batch_sizes)), targets)  # duplicates measured once
+    if compute_only:
+        untimed = [t.label for t in targets if not _phase_timed(t.runner)]
+        if untimed:
+            raise ConfigError(
+                f"--compute-only needs GPU runners that time compute apart (torch on cuda, tensorrt): "
+                f"{', '.join(untimed)} cannot"
+            )
     report = BenchReport(
         environment=environment(threads, targets),
         settings={
@@ -260,23 +274,30 @@ def benchmark(
     rng = np.random.default_rng(seed)
     total_steps = len(sizes) * rounds * len(targets)
     step = 0
+    current: int | None = None
+    samples: dict[str, list[float]] = {}
+    phases: dict[str, list[dict[str, float]]] = {}
     try:
         for batch in sizes:
-            crop = targets[0].runner.preprocess.crop
-            x = rng.standard_normal((batch, 3, *crop)).astype(np.float32)
+            samples = {t.label: [] for t in targets}  # reset first: an interrupt now adds no row
+            phases = {t.label: [] for t in targets}
+            current = batch
+            # One input per target, at its own size (artifacts of different image sizes side by side).
+            inputs = {
+                t.label: rng.standard_normal((batch, 3, *t.runner.preprocess.crop)).astype(np.float32) for t in targets
+            }
             for t in targets:  # warm-up, excluded from the statistics
                 say(f"warming up {t.label} at batch {batch}", step, total_steps)
                 end = time.perf_counter() + warmup_s
-                t.runner.infer(x)
+                t.runner.infer(inputs[t.label])
                 while time.perf_counter() < end:
-                    t.runner.infer(x)
-            samples: dict[str, list[float]] = {t.label: [] for t in targets}
-            phases: dict[str, list[dict[str, float]]] = {t.label: [] for t in targets}
+                    t.runner.infer(inputs[t.label])
             for r in range(rounds):
                 for k in range(len(targets)):
                     t = targets[(r + k) % len(targets)]  # rotate who goes first in each round
                     report.schedule.append((batch, r, t.label))
                     say(f"batch {batch}, round {r + 1}/{rounds}: {t.label}", step, total_steps)
+                    x = inputs[t.label]
                     if iters is not None:
                         n = iters // rounds + (1 if r < iters % rounds else 0)
                         for _ in range(n):
@@ -297,9 +318,8 @@ def benchmark(
             _add_rows(report, targets, batch, samples, phases, peak_gflops)
     except KeyboardInterrupt:
         report.interrupted = True
-        measured = {r.batch for r in report.rows}
-        if "batch" in locals() and batch not in measured and any(samples.get(t.label) for t in targets):
-            _add_rows(report, targets, batch, samples, phases, peak_gflops)
+        if current is not None and current not in {r.batch for r in report.rows}:
+            _add_rows(report, targets, current, samples, phases, peak_gflops)  # only what was measured
     return report
 
 
@@ -384,9 +404,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     env = report.environment
-    where = (
-        env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_cores')} cores, {env.get('threads') or 'default'} threads)"
-    )
+    where = env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_cores')} cores, threads={env.get('threads')})"
     fig.suptitle(f"resnet-deploy bench on {where}", fontsize=10)
     fig.tight_layout()
     target = Path(path)

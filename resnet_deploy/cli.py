@@ -1081,7 +1081,9 @@ def _bench_targets(
         auto = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}.get(suffix, "torch")
         for backend in [b.value for b in backends] or [auto]:
             options = "" if backend != "torch" else _torch_label(device, precision, torch_options)
-            label = f"{path.name} [{backend}{options}]"
+            names = [Path(a).name for a in artifacts]
+            shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+            label = f"{shown} [{backend}{options}]"
             if backend == "onnxruntime":
                 if suffix != ".onnx":
                     raise ConfigError(f"--backend onnxruntime runs .onnx files, not {path.name}")
@@ -1213,6 +1215,19 @@ def bench_cmd(
 
     if duration_s is not None and iters is not None:
         raise ConfigError("give --duration-s or --iters, not both")
+    if duration_s is not None and duration_s <= 0:
+        raise ConfigError(f"--duration-s {duration_s}: must be positive")
+    if iters is not None and iters <= 0:
+        raise ConfigError(f"--iters {iters}: must be a positive integer")
+    if warmup_s < 0 or rounds <= 0:
+        raise ConfigError("--warmup-s must be >= 0 and --rounds >= 1")
+    if backend and not artifacts:
+        raise ConfigError("--backend applies to artifacts; --depth alone always runs PyTorch")
+    for option, value in (("--csv", csv_path), ("--plot", plot_path)):
+        if value is not None and str(value) == "-":
+            raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
+    if threads is None:  # explicit and recorded, the same for every backend
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads {threads}: must be a positive integer")
     sizes = _parse_batch_sizes(batch_sizes)
@@ -1239,7 +1254,7 @@ def bench_cmd(
                 targets,
                 sizes,
                 warmup_s=warmup_s,
-                duration_s=None if iters else (duration_s or 5.0),
+                duration_s=None if iters is not None else (duration_s or 5.0),
                 iters=iters,
                 rounds=rounds,
                 threads=threads,
@@ -1266,24 +1281,32 @@ def _render_bench(report: Any) -> None:
     env = report.environment
     where = env.get("gpu") or f"{env.get('cpu')}, {env.get('cpu_cores')} cores"
     table = Table(title=f"latency (ms) and throughput on {where}, threads {env.get('threads') or 'default'}")
-    for col in ("target", "batch", "mean", "std", "p50", "p90", "p99", "min", "max", "images/s", "GFLOP/s"):
+    has_peak = any(r.peak_fraction is not None for r in report.rows)
+    has_phases = any(r.phases_ms for r in report.rows)
+    cols = ["target", "batch", "mean", "std", "p50", "p90", "p95", "p99", "min", "max", "images/s", "GFLOP/s"]
+    cols += ["of peak"] if has_peak else []
+    cols += ["h2d", "compute", "d2h"] if has_phases else []
+    for col in cols:
         table.add_column(col, justify="left" if col == "target" else "right")
     for r in report.rows:
         s = r.latency_ms
-        table.add_row(
-            escape(r.target),
-            str(r.batch),
-            f"{s.mean:.2f}",
-            f"{s.std:.2f}",
-            f"{s.p50:.2f}",
-            f"{s.p90:.2f}",
-            f"{s.p99:.2f}",
-            f"{s.min:.2f}",
-            f"{s.max:.2f}",
-            f"{r.throughput_ips:.1f}",
-            f"{r.gflops:.1f}" if r.gflops is not None else "-",
-        )
+        cells = [escape(r.target), str(r.batch)] + [
+            f"{v:.2f}" for v in (s.mean, s.std, s.p50, s.p90, s.p95, s.p99, s.min, s.max)
+        ]
+        cells += [f"{r.throughput_ips:.1f}", f"{r.gflops:.1f}" if r.gflops is not None else "-"]
+        if has_peak:
+            cells.append(f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-")
+        if has_phases:
+            cells += [f"{(r.phases_ms or {}).get(k, float('nan')):.2f}" for k in ("h2d", "compute", "d2h")]
+        table.add_row(*cells)
     out.print(table)
+    settings = report.settings
+    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime-gpu", "onnxruntime", "tensorrt") if k in env)
+    out.print(
+        f"[dim]{escape(versions)}; threads={env.get('threads')}; "
+        f"{'compute only (CUDA events)' if settings.get('compute_only') else 'wall-clock per call'}; "
+        f"{settings.get('rounds')} interleaved rounds{'; INTERRUPTED' if report.interrupted else ''}[/]"
+    )
     ratios = report.ratios()
     if len({r.target for r in report.rows}) > 1:
         rt = Table(title=f"throughput relative to {escape(str(ratios[0]['vs']))} (same run, interleaved)")

@@ -218,3 +218,76 @@ def test_interrupt_saves_what_was_measured(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["interrupted"] is True and [r["batch"] for r in report["rows"]] == [1]
     assert report["rows"][0]["iterations"] > 10 and "resnet20" in stdout
+
+
+def test_mixed_sizes_duplicate_names_and_batches(onnx_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    export_onnx("resnet20", tmp_path / "a" / "m.onnx", weights="random")
+    export_onnx("resnet20", tmp_path / "b" / "m.onnx", weights="random", image_size=48)
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            str(tmp_path / "a" / "m.onnx"),
+            str(tmp_path / "b" / "m.onnx"),
+            "--batch-sizes",
+            "2,2,1",
+            "--warmup-s",
+            "0",
+            "--iters",
+            "2",
+            "--json",
+            "-",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["target"], r["batch"]) for r in rows] == [
+        ("a/m.onnx [onnxruntime]", 2),
+        ("b/m.onnx [onnxruntime]", 2),
+        ("a/m.onnx [onnxruntime]", 1),
+        ("b/m.onnx [onnxruntime]", 1),
+    ]
+    assert rows[1]["gflops"] / rows[0]["gflops"] == pytest.approx(
+        (48 * 48) / (32 * 32) * rows[1]["throughput_ips"] / rows[0]["throughput_ips"], rel=0.05
+    )
+
+
+def test_interrupt_during_warmup_adds_no_row(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    exe = Path(sys.executable).parent / "resnet-deploy"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "resnet_deploy.cli"]
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [
+            *cmd,
+            "bench",
+            "--depth",
+            "20",
+            "--batch-sizes",
+            "1",
+            "--warmup-s",
+            "60",
+            "--iters",
+            "5",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RESNET_DEPLOY_OFFLINE": "1"},
+    )
+    time.sleep(7)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True and report["rows"] == []
