@@ -349,7 +349,7 @@ def export_cmd(
         ExporterChoice, typer.Option(help="torch exporter: auto picks dynamo for opset >= 18.")
     ] = ExporterChoice.auto,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output", "-o", help="Output file or existing folder (default: ./<model>.onnx).", show_default=False
         ),
@@ -538,7 +538,11 @@ class _PrecisionOptions:
 
 
 def _convert(
-    src: Path, dst: Path | None, options: _PrecisionOptions, json_out: bool, export_report: dict[str, Any] | None = None
+    src: Path,
+    dst: str | Path | None,
+    options: _PrecisionOptions,
+    json_out: bool,
+    export_report: dict[str, Any] | None = None,
 ) -> Any:
     """fp32 ONNX -> fp16/int8 ONNX with the library, warnings on stderr, the report returned."""
     from .errors import ParityError
@@ -583,11 +587,15 @@ def _convert(
     return converted
 
 
-def _precision_paths(name: str, output: Path | None, precision: str) -> tuple[Path | None, Path | None]:
+def _precision_paths(name: str, output_text: str | None, precision: str) -> tuple[Any, Any]:
     """Where the fp32 ONNX and the final artifact go: ``-o`` names the final artifact; the fp32
-    model it was made from is kept beside it (``resnet50.onnx`` next to ``resnet50.fp16.onnx``)."""
+    model it was made from is kept beside it (``resnet50.onnx`` next to ``resnet50.fp16.onnx``).
+    A path ending in '/' must be an existing folder."""
+    if output_text is not None and output_text.endswith(("/", os.sep)) and not Path(output_text).is_dir():
+        raise ConfigError(f"output folder does not exist: {output_text} (create it first)")
     if precision == "fp32":
-        return output, output
+        return output_text, output_text
+    output = Path(output_text) if output_text is not None else None
     if output is None or output.is_dir():
         folder = output or Path(".")
         return folder / f"{name}.onnx", folder / f"{name}.{precision}.onnx"
@@ -694,7 +702,7 @@ def convert_cmd(
     artifact: Annotated[Path, typer.Argument(help="An fp32 ONNX exported by resnet-deploy.", show_default=False)],
     precision: Annotated[ConvertPrecision, typer.Option(help="Target precision.", show_default=False)],
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
@@ -843,7 +851,7 @@ def build_cmd(
         ),
     ],
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
@@ -1206,7 +1214,11 @@ def bench_cmd(
     ] = None,
     plot_path: Annotated[
         Path | None,
-        typer.Option("--plot", help="Write a PNG plot (needs matplotlib: resnet-deploy[plot]).", show_default=False),
+        typer.Option(
+            "--plot",
+            help='Write a PNG plot (needs matplotlib: pip install "resnet-deploy\\[plot]").',
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Latency and throughput per batch size, several artifacts/backends measured side by side (interleaved)."""

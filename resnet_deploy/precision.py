@@ -198,6 +198,14 @@ def _set_metadata(model: onnx.ModelProto, updates: dict[str, str]) -> None:
         model.metadata_props.add(key=k, value=v)
 
 
+def _require_toolkit_metadata(meta: dict[str, str], path: Path) -> None:
+    if "model" not in meta or "image_size" not in meta:
+        raise ConfigError(
+            f"{path.name} was not exported by resnet-deploy (no model/preprocessing metadata): "
+            "export it with 'resnet-deploy export' first"
+        )
+
+
 def default_output(src: Path, precision: str) -> Path:
     """``resnet50.onnx`` -> ``resnet50.fp16.onnx`` (STYLE's artifact names)."""
     stem = src.name.removesuffix(".onnx")
@@ -273,6 +281,7 @@ def to_fp16(
     if out.resolve() == src_path.resolve():
         raise ConfigError(f"the fp16 output would overwrite its source {src_path}: choose another path")
     meta = _metadata(model)
+    _require_toolkit_metadata(meta, src_path)
     say("converting to fp16")
     clamped, under = convert_graph_to_fp16(model, keep_io_types=keep_io_types)
     io_dtype = "float32" if keep_io_types else "float16"
@@ -559,6 +568,7 @@ def quantize_int8(
     if out.resolve() == src_path.resolve():
         raise ConfigError(f"the int8 output would overwrite its source {src_path}: choose another path")
     meta = _metadata(model)
+    _require_toolkit_metadata(meta, src_path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise ConfigError(

@@ -117,6 +117,6 @@ def open_runner(
         if weights is not None:
             raise ConfigError("give the checkpoint as the artifact or as --weights, not both")
         if depth is None:
-            raise ConfigError(f"{path.name} is a PyTorch checkpoint: say which architecture with --depth N")
+            raise ConfigError(f"{path.name} is a PyTorch checkpoint: name its architecture (eval/bench: --depth N)")
         return TorchRunner.from_checkpoint(depth, path, threads=threads)
     return TorchRunner.from_zoo(text, weights=weights or "auto", threads=threads)

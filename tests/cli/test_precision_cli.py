@@ -162,3 +162,27 @@ def test_calibration_problems_fail_before_the_export(tmp_path: Path) -> None:
     )
     assert_one_line_error(code, err, "--percentile 50.0 must be in [90, 100)", exit_code=2)
     assert os.listdir(out) == []  # nothing was exported
+
+
+def test_trailing_slash_and_foreign_onnx(tmp_path: Path) -> None:
+    import onnx.helper as oh
+
+    code, _, err = run("export", "-d", "20", "-w", "random", "-o", f"{tmp_path}/newdir/")
+    assert_one_line_error(code, err, "output folder does not exist", exit_code=2)
+    code, _, err = run("export", "-d", "20", "-w", "random", "--precision", "fp16", "-o", f"{tmp_path}/newdir/")
+    assert_one_line_error(code, err, "output folder does not exist", exit_code=2)
+    assert not (tmp_path / "newdir").exists()
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["input"], ["logits"])],
+        "g",
+        [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 3, 8, 8])],
+        [oh.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [None, 3, 8, 8])],
+    )
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), tmp_path / "foreign.onnx")
+    for precision in ("fp16", "int8"):
+        code, _, err = (
+            run("convert", str(tmp_path / "foreign.onnx"), "--precision", precision, "--calib", "random")
+            if precision == "int8"
+            else run("convert", str(tmp_path / "foreign.onnx"), "--precision", precision)
+        )
+        assert_one_line_error(code, err, "was not exported by resnet-deploy", exit_code=2)
