@@ -34,23 +34,17 @@ def environment(threads: int) -> dict[str, object]:
     import onnxruntime
     import torch
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from resnet_deploy.system import cpu_count, cpu_model
+
     return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
+        "cpu": cpu_model(),
+        "cores": cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "torch_threads": threads,
-        "ort_intra_op_threads": len(os.sched_getaffinity(0)),
+        "ort_intra_op_threads": cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 

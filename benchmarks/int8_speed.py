@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import onnxruntime as ort
 
 from resnet_deploy import export_onnx
 from resnet_deploy.precision import quantize_int8
+from resnet_deploy.system import cpu_count, cpu_model
 
 
 def main() -> None:
@@ -70,17 +70,10 @@ def main() -> None:
         }
         for k, m in med.items()
     ]
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     env = {
         "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
+        "cores": cpu_count(),
         "threads": args.threads,
         "batch": args.batch,
         "model": args.model,

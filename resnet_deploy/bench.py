@@ -21,6 +21,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import ConfigError, MissingDependencyError
+from .system import cpu_count, cpu_model
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -128,17 +129,9 @@ def environment(threads: int | None, targets: Sequence[Target]) -> dict[str, Any
     """Where the numbers come from: CPU, GPU, driver/CUDA, library versions, threads, model hashes."""
     import importlib.metadata
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     env: dict[str, Any] = {
-        "cpu": cpu,
-        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu_model(),
+        "cpu_cores": cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "toolkit": __version__,

@@ -1239,7 +1239,9 @@ def bench_cmd(
         if value is not None and str(value) == "-":
             raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
     if threads is None:  # explicit and recorded, the same for every backend
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from .system import cpu_count
+
+        threads = cpu_count()
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads {threads}: must be a positive integer")
     sizes = _parse_batch_sizes(batch_sizes)

@@ -92,11 +92,7 @@ def evaluate(
     t0 = time.perf_counter()
     with runner:
         for batch in iter_batches(paths, runner.preprocess, batch_size, skipped):
-            x = batch.inputs
-            n = len(x)
-            if runner.fixed_batch is not None and n < batch_size:  # pad the last batch of a fixed-batch engine
-                x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
-            logits = runner.infer(x)[:n]
+            logits = runner.infer_all(batch.inputs)  # fixed batches and engine profiles handled there
             if logits.shape[1] < len(dataset.classes):
                 raise DataError(
                     f"the dataset has {len(dataset.classes)} classes but the model outputs {logits.shape[1]}"

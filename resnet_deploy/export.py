@@ -413,20 +413,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return {p.key: p.value for p in load_onnx(path, load_weights=False).metadata_props}
 
 
-def _ort_session(path: Path, threads: int | None = None) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", purpose="verifying the export") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def verify_onnx(
     path: Path,
     reference: ResNet,

@@ -164,23 +164,6 @@ def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) 
     return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]
 
 
-def _run(runner: Any, x: np.ndarray) -> np.ndarray:
-    fixed = runner.fixed_batch
-    limit = runner.max_batch
-    if fixed is None and limit is not None and len(x) > limit:  # an engine's profile caps the batch
-        return np.concatenate([_run(runner, x[i : i + limit]) for i in range(0, len(x), limit)])
-    if fixed is None:
-        return np.asarray(runner.infer(x), dtype=np.float32)
-    parts = []  # fixed-batch artifacts run whole batches; the last one is padded and trimmed
-    for i in range(0, len(x), fixed):
-        chunk = x[i : i + fixed]
-        n = len(chunk)
-        if n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        parts.append(np.asarray(runner.infer(chunk), dtype=np.float32)[:n])
-    return np.concatenate(parts)
-
-
 def compare(
     candidate: Any,
     reference: Any = "torch",
@@ -232,7 +215,7 @@ def compare(
     with cand, ref:
         for x in random_inputs(cand.preprocess.crop, sizes, seed):
             tol = tolerance or defaults["random"]
-            rows.append(ParityRow(f"random, batch {len(x)}", compare_outputs(_run(ref, x), _run(cand, x), tol)))
+            rows.append(ParityRow(f"random, batch {len(x)}", compare_outputs(ref.infer_all(x), cand.infer_all(x), tol)))
         if images is not None:
             from .data import iter_batches, list_images
 
@@ -256,7 +239,7 @@ def compare(
             if skipped:
                 notes.append(f"skipped {len(skipped)} unreadable image(s)")
             rows.append(
-                ParityRow(f"images ({len(x)} from {images})", compare_outputs(_run(ref, x), _run(cand, x), tol))
+                ParityRow(f"images ({len(x)} from {images})", compare_outputs(ref.infer_all(x), cand.infer_all(x), tol))
             )
         cand_desc, ref_desc = cand.describe(), ref.describe()
     return CheckReport(

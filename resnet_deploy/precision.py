@@ -198,12 +198,28 @@ def _set_metadata(model: onnx.ModelProto, updates: dict[str, str]) -> None:
         model.metadata_props.add(key=k, value=v)
 
 
-def _require_toolkit_metadata(meta: dict[str, str], path: Path) -> None:
+def _open_fp32_source(
+    src: Path, dst: str | os.PathLike[str] | None, precision: str, *, load_weights: bool
+) -> tuple[onnx.ModelProto, Path, dict[str, str]]:
+    """The fp32 toolkit ONNX a conversion starts from, the checked output path, and its metadata."""
+    model = load_onnx(src, load_weights=load_weights)
+    default = default_output(src, precision)
+    out = check_output_path(dst if dst is not None else default, default.name)
+    current = graph_precision(model)
+    if current != "fp32":
+        raise ConfigError(
+            f"{src.name} is already {current}: converting to {precision} takes an fp32 ONNX "
+            "(export it with --precision fp32)"
+        )
+    if out.resolve() == src.resolve():
+        raise ConfigError(f"the {precision} output would overwrite its source {src}: choose another path")
+    meta = _metadata(model)
     if "model" not in meta or "image_size" not in meta:
         raise ConfigError(
-            f"{path.name} was not exported by resnet-deploy (no model/preprocessing metadata): "
+            f"{src.name} was not exported by resnet-deploy (no model/preprocessing metadata): "
             "export it with 'resnet-deploy export' first"
         )
+    return model, out, meta
 
 
 def default_output(src: Path, precision: str) -> Path:
@@ -221,27 +237,11 @@ def fixed_batch(path: Path) -> int | None:
 
 
 def run_onnx(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """Logits of an ONNX file on the CPU (inputs cast to the graph's dtype). A fixed-batch model
-    runs in chunks of its batch size, the last one padded by repeating its final image."""
-    from .export import _ort_session
+    """Logits of a toolkit ONNX file in ONNX Runtime on the CPU (fixed batches handled by the runner)."""
+    from .runtime.onnxrt import OnnxRuntimeRunner
 
-    session = _ort_session(path, threads)
-    inp = session.get_inputs()[0]
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    name, out_name = inp.name, session.get_outputs()[0].name
-    size = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    if size is None:
-        (out,) = session.run([out_name], {name: x.astype(dtype)})
-        return np.asarray(out, dtype=np.float32)
-    parts = []
-    for i in range(0, len(x), size):
-        chunk = x[i : i + size]
-        n = len(chunk)
-        if n < size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-        (out,) = session.run([out_name], {name: chunk.astype(dtype)})
-        parts.append(np.asarray(out, dtype=np.float32)[:n])
-    return np.concatenate(parts)
+    with OnnxRuntimeRunner(path, threads=threads) as runner:
+        return runner.infer_all(x)
 
 
 def _parity_inputs(meta: dict[str, str], seed: int, batch_sizes: tuple[int, ...]) -> list[np.ndarray]:
@@ -269,19 +269,7 @@ def to_fp16(
     say = progress or (lambda _stage: None)
     t0 = time.perf_counter()
     src_path = Path(src)
-    out = check_output_path(
-        dst if dst is not None else default_output(src_path, "fp16"), default_output(src_path, "fp16").name
-    )
-    model = load_onnx(src_path)
-    current = graph_precision(model)
-    if current != "fp32":
-        raise ConfigError(
-            f"{src_path.name} is already {current}: to_fp16 takes an fp32 ONNX (export it with --precision fp32)"
-        )
-    if out.resolve() == src_path.resolve():
-        raise ConfigError(f"the fp16 output would overwrite its source {src_path}: choose another path")
-    meta = _metadata(model)
-    _require_toolkit_metadata(meta, src_path)
+    model, out, meta = _open_fp32_source(src_path, dst, "fp16", load_weights=True)
     say("converting to fp16")
     clamped, under = convert_graph_to_fp16(model, keep_io_types=keep_io_types)
     io_dtype = "float32" if keep_io_types else "float16"
@@ -557,18 +545,7 @@ def quantize_int8(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"calibration batch size must be a positive integer, got {batch_size}")
     src_path = Path(src)
-    default = default_output(src_path, "int8")
-    model = load_onnx(src_path, load_weights=False)
-    out = check_output_path(dst if dst is not None else default, default.name)
-    current = graph_precision(model)
-    if current != "fp32":
-        raise ConfigError(
-            f"{src_path.name} is already {current}: quantize_int8 takes an fp32 ONNX (export it with --precision fp32)"
-        )
-    if out.resolve() == src_path.resolve():
-        raise ConfigError(f"the int8 output would overwrite its source {src_path}: choose another path")
-    meta = _metadata(model)
-    _require_toolkit_metadata(meta, src_path)
+    model, out, meta = _open_fp32_source(src_path, dst, "int8", load_weights=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise ConfigError(

@@ -61,6 +61,21 @@ class Runner(ABC):
         """The only batch size the artifact accepts, for fixed-batch exports."""
         return None
 
+    def infer_all(self, x: np.ndarray) -> np.ndarray:
+        """Logits for any number of inputs: split to fit an engine's profile, and for fixed-batch
+        artifacts run in whole batches, the last one padded by repeating its final input."""
+        size = self.fixed_batch or self.max_batch
+        if size is None or (self.fixed_batch is None and len(x) <= size):
+            return np.asarray(self.infer(x), dtype=np.float32)
+        parts = []
+        for i in range(0, len(x), size):
+            chunk = x[i : i + size]
+            n = len(chunk)
+            if self.fixed_batch is not None and n < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            parts.append(np.asarray(self.infer(chunk), dtype=np.float32)[:n])
+        return np.concatenate(parts)
+
     @property
     def input_spec(self) -> dict[str, Any]:
         """What ``infer`` takes: float32 NCHW; the batch is None (any), or the fixed size."""

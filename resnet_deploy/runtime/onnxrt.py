@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
+from ..system import cpu_count
 from .base import Runner
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -48,10 +49,6 @@ def provider_failure_reason(provider: str) -> str:
     return f"{provider}: its libraries load, so no usable NVIDIA GPU or driver is visible"
 
 
-def _cpu_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
@@ -74,7 +71,7 @@ class OnnxRuntimeRunner(Runner):
         self.providers = providers
         if threads is not None and threads <= 0:
             raise ConfigError(f"threads must be a positive integer, got {threads}")
-        self.threads = threads or _cpu_threads()
+        self.threads = threads or cpu_count()
         self._session: Any = None
 
     def activate(self) -> None:
