@@ -1086,6 +1086,10 @@ def _bench_targets(
         if not path.is_file():
             raise ConfigError(f"file not found: {path}")
         suffix = path.suffix.lower()
+        if suffix not in (".onnx", ".plan", ".engine", ".pth", ".pt", ".safetensors"):
+            raise ConfigError(
+                f"{path.name}: not an artifact to benchmark (.onnx, .plan/.engine, .pth/.pt/.safetensors)"
+            )
         auto = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}.get(suffix, "torch")
         for backend in [b.value for b in backends] or [auto]:
             options = "" if backend != "torch" else _torch_label(device, precision, torch_options)

@@ -105,6 +105,9 @@ def test_open_runner_dispatch(tmp_path: Path, net) -> None:  # type: ignore[no-u
     assert open_runner("resnet20", weights="random").name == "torch"
     with pytest.raises(EngineError, match="engine not found"):
         open_runner(tmp_path / "m.plan")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not an artifact this toolkit runs"):
+        open_runner(tmp_path / "notes.txt")
 
 
 def test_export_engine_format_fails_early_without_tensorrt(tmp_path: Path) -> None:

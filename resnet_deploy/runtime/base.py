@@ -134,4 +134,8 @@ def open_runner(
         if depth is None:
             raise ConfigError(f"{path.name} is a PyTorch checkpoint: name its architecture (eval/bench: --depth N)")
         return TorchRunner.from_checkpoint(depth, path, threads=threads)
+    if path.is_file() or path.suffix:
+        raise ConfigError(
+            f"{path.name}: not an artifact this toolkit runs (.onnx, .plan/.engine, .pth/.pt/.safetensors)"
+        )
     return TorchRunner.from_zoo(text, weights=weights or "auto", threads=threads)
