@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._version import __version__
 from .errors import ConfigError, MissingDependencyError
@@ -196,7 +197,7 @@ def _phase_timed(runner: Any) -> bool:
     return timed is not None and getattr(runner, "device", "cuda") == "cuda"
 
 
-def _time_once(runner: Any, x: np.ndarray, compute_only: bool) -> tuple[float, dict[str, float] | None]:
+def _time_once(runner: Any, x: NDArray[Any], compute_only: bool) -> tuple[float, dict[str, float] | None]:
     """Wall-clock latency of one call (everything the caller pays), plus GPU phases when available;
     with ``compute_only`` the latency is the CUDA-event compute time alone."""
     t0 = time.perf_counter_ns()
@@ -276,9 +277,7 @@ def benchmark(
             phases = {t.label: [] for t in targets}
             current = batch
             # One input per target, at its own size (artifacts of different image sizes side by side).
-            inputs = {
-                t.label: rng.standard_normal((batch, 3, *t.runner.preprocess.crop)).astype(np.float32) for t in targets
-            }
+            inputs = {t.label: t.runner.preprocess.random(batch, rng) for t in targets}
             for t in targets:  # warm-up, excluded from the statistics
                 say(f"warming up {t.label} at batch {batch}", step, total_steps)
                 end = time.perf_counter() + warmup_s

@@ -125,6 +125,11 @@ class FormatChoice(str, Enum):
     engine = "engine"
 
 
+class InputFormatChoice(str, Enum):
+    float32_nchw = "float32-nchw"
+    uint8_nhwc = "uint8-nhwc"
+
+
 class ConvertPrecision(str, Enum):
     fp16 = "fp16"
     int8 = "int8"
@@ -381,6 +386,13 @@ def export_cmd(
     min_batch: Annotated[int, typer.Option("--min-batch", help="With --format engine: profile min batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="With --format engine: profile opt batch.")] = 8,
     max_batch: Annotated[int, typer.Option("--max-batch", help="With --format engine: profile max batch.")] = 64,
+    input_format: Annotated[
+        InputFormatChoice,
+        typer.Option(
+            "--input-format",
+            help="float32-nchw (normalised tensors), or uint8-nhwc: raw resized+cropped RGB pixels, normalised inside the graph.",
+        ),
+    ] = InputFormatChoice.float32_nchw,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
@@ -411,7 +423,7 @@ def export_cmd(
             raise ConfigError("--format engine needs --batch dynamic (the engine's profile sets the batch range)")
         Profile(min_batch, opt_batch, max_batch, (3, 1, 1))
         runtime_env()
-    fp32_path, final_path = _precision_paths(name, output, precision.value)
+    fp32_path, precision_path, final_path = _precision_paths(name, output, precision.value, input_format.value)
     try:
         with _stages() as progress:
             report = export_onnx(
@@ -438,24 +450,35 @@ def export_cmd(
         err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
     converted = None
     if precision != PrecisionChoice.fp32:
-        converted = _convert(Path(report.path), final_path, options, json_out, report.to_dict())
+        converted = _convert(Path(report.path), precision_path, options, json_out, report.to_dict())
+    pixels = None
+    if input_format == InputFormatChoice.uint8_nhwc:
+        float_path = Path(converted.path if converted is not None else report.path)
+        pixels = _add_pixels(float_path, final_path, seed, allow_mismatch, json_out)
     if fmt == FormatChoice.onnx:
         if json_out:
-            _emit_json(converted or report)
+            if pixels is not None:
+                _emit_json({"export": report, "precision": converted, "pixel_input": pixels})
+            else:
+                _emit_json(converted or report)
         else:
             _render_export(report)
             if converted is not None:
                 _render_precision(converted)
+            if pixels is not None:
+                _render_pixels(pixels)
         return
-    onnx_path = Path(converted.path if converted is not None else report.path)
+    onnx_path = Path(pixels.path if pixels is not None else converted.path if converted is not None else report.path)
     calib_images = calib if calib is not None and calib.strip().lower() != "random" else None
     built, checked = _engine_chain(onnx_path, min_batch, opt_batch, max_batch, calib_images, seed)
     if json_out:
-        _emit_json({"export": report, "precision": converted, "engine": built, "check": checked})
+        _emit_json({"export": report, "precision": converted, "pixel_input": pixels, "engine": built, "check": checked})
     else:
         _render_export(report)
         if converted is not None:
             _render_precision(converted)
+        if pixels is not None:
+            _render_pixels(pixels)
         _render_build(built)
         verdict = "[bold green]passed[/]" if checked.passed else "[bold red]FAILED[/]"
         out.print(f"check: {verdict} engine vs {escape(onnx_path.name)}")
@@ -587,23 +610,63 @@ def _convert(
     return converted
 
 
-def _precision_paths(name: str, output_text: str | None, precision: str) -> tuple[Any, Any]:
-    """Where the fp32 ONNX and the final artifact go: ``-o`` names the final artifact; the fp32
-    model it was made from is kept beside it (``resnet50.onnx`` next to ``resnet50.fp16.onnx``).
+def _precision_paths(
+    name: str, output_text: str | None, precision: str, input_format: str = "float32-nchw"
+) -> tuple[Any, Any, Any]:
+    """Where the fp32 ONNX, the float model of the chosen precision and the final artifact go.
+    ``-o`` names the final artifact; the models it was made from are kept beside it
+    (``resnet50.onnx`` next to ``resnet50.fp16.onnx`` next to ``resnet50.fp16.uint8-nhwc.onnx``).
     A path ending in '/' must be an existing folder."""
     if output_text is not None and output_text.endswith(("/", os.sep)) and not Path(output_text).is_dir():
         raise ConfigError(f"output folder does not exist: {output_text} (create it first)")
-    if precision == "fp32":
-        return output_text, output_text
+    pixels = input_format == "uint8-nhwc"
+    if precision == "fp32" and not pixels:
+        return output_text, output_text, output_text
+    tail = ".uint8-nhwc" if pixels else ""
+    prec = "" if precision == "fp32" else f".{precision}"
     output = Path(output_text) if output_text is not None else None
     if output is None or output.is_dir():
         folder = output or Path(".")
-        return folder / f"{name}.onnx", folder / f"{name}.{precision}.onnx"
-    stem = output.name.removesuffix(".onnx").removesuffix(f".{precision}")
+        return folder / f"{name}.onnx", folder / f"{name}{prec}.onnx", folder / f"{name}{prec}{tail}.onnx"
+    stem = output.name.removesuffix(".onnx").removesuffix(tail).removesuffix(prec or ".fp32")
     fp32 = output.with_name(f"{stem}.onnx")
     if fp32 == output:
         fp32 = output.with_name(f"{stem}.fp32.onnx")
-    return fp32, output
+    if not pixels:
+        return fp32, output, output
+    middle = fp32 if precision == "fp32" else output.with_name(f"{stem}{prec}.onnx")
+    if middle == output:
+        middle = output.with_name(f"{stem}{prec}.float.onnx")
+    return fp32, middle, output
+
+
+def _add_pixels(src: Path, dst: Any, seed: int, allow_mismatch: bool, json_out: bool) -> Any:
+    from .errors import ParityError
+    from .pixels import add_pixel_input
+
+    try:
+        with _stages() as progress:
+            return add_pixel_input(src, dst, seed=seed, allow_mismatch=allow_mismatch, progress=progress)
+    except ParityError as e:
+        if json_out and e.report is not None:
+            _emit_json(e.report)
+        raise
+
+
+def _render_pixels(report: Any) -> None:
+    status = "[bold green]passed[/]" if report.parity_passed else "[bold red]FAILED[/]"
+    shape = ", ".join(map(str, report.input["shape"]))
+    worst = max((r.diff_to_scale for r in report.parity), default=0.0)
+    out.print(
+        f"[bold]{escape(report.path)}[/]  ({report.file_size_bytes / 1e6:.1f} MB, input uint8 [{escape(shape)}] "
+        f"pixels, sha256 {report.sha256[:12]}...)",
+        highlight=False,
+    )
+    out.print(
+        f"parity: {status} vs {escape(Path(report.source).name)} on random pixels "
+        f"(max diff / max|logit| {worst:.2e}; {report.tolerance})",
+        highlight=False,
+    )
 
 
 def _render_precision(report: Any) -> None:

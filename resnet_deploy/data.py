@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import ConfigError, DataError, MissingDependencyError
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from .models.cfg import ModelCfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+FLOAT_NCHW = "float32-nchw"  # normalised float32 [n, 3, H, W]: what the exported graph takes
+UINT8_NHWC = "uint8-nhwc"  # resized and cropped RGB pixels [n, H, W, 3]: normalised inside the graph
+INPUT_FORMATS = (FLOAT_NCHW, UINT8_NHWC)
 
 
 def _pil() -> Any:
@@ -47,8 +51,11 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
+    input_format: str = FLOAT_NCHW
 
     def __post_init__(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            raise ConfigError(f"unknown input format {self.input_format!r}: {' or '.join(INPUT_FORMATS)}")
         if self.resize_size <= 0 or min(self.crop) <= 0:
             raise ConfigError(f"bad preprocessing sizes: resize {self.resize_size}, crop {self.crop}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
@@ -73,8 +80,54 @@ class Preprocess:
         if len(mean) != 3 or len(std) != 3:
             raise DataError("the artifact's metadata has no 3-channel mean/std")
         return cls(
-            resize, (h, w), (mean[0], mean[1], mean[2]), (std[0], std[1], std[2]), meta.get("interpolation", "bilinear")
+            resize,
+            (h, w),
+            (mean[0], mean[1], mean[2]),
+            (std[0], std[1], std[2]),
+            meta.get("interpolation", "bilinear"),
+            meta.get("input_format", FLOAT_NCHW),
         )
+
+    @property
+    def pixels(self) -> bool:
+        """True when the model takes uint8 NHWC pixels and normalises inside its graph."""
+        return self.input_format == UINT8_NHWC
+
+    @property
+    def dtype(self) -> type[np.generic]:
+        return np.uint8 if self.pixels else np.float32
+
+    def input_shape(self, n: int) -> tuple[int, int, int, int]:
+        h, w = self.crop
+        return (n, h, w, 3) if self.pixels else (n, 3, h, w)
+
+    def zeros(self, n: int) -> NDArray[Any]:
+        return np.zeros(self.input_shape(n), self.dtype)
+
+    def random(self, n: int, rng: np.random.Generator) -> NDArray[Any]:
+        """Seeded model inputs: standard-normal floats (the range normalised images span), or
+        uniform random pixels."""
+        if self.pixels:
+            return rng.integers(0, 256, self.input_shape(n), dtype=np.uint8)
+        return rng.standard_normal(self.input_shape(n)).astype(np.float32)
+
+    def scale_bias(self) -> tuple[NDArray[Any], NDArray[Any]]:
+        """Per-channel float32 ``scale, bias`` with ``(x / 255 - mean) / std == x * scale + bias``:
+        the two constants the in-graph normalisation uses."""
+        std = np.asarray(self.std, dtype=np.float64)
+        mean = np.asarray(self.mean, dtype=np.float64)
+        return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+
+    def normalize(self, pixels: NDArray[Any]) -> NDArray[Any]:
+        """uint8 ``[n, H, W, 3]`` pixels -> normalised float32 ``[n, 3, H, W]``, with the same
+        float32 arithmetic as the in-graph normalisation of a ``uint8-nhwc`` model."""
+        scale, bias = self.scale_bias()
+        x = np.asarray(pixels).astype(np.float32).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x * scale[None, :, None, None] + bias[None, :, None, None], dtype=np.float32)
+
+    def as_float(self) -> Preprocess:
+        """The same preprocessing producing normalised float32 NCHW."""
+        return Preprocess(self.resize_size, self.crop, self.mean, self.std, self.interpolation, FLOAT_NCHW)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """torchvision's Resize(int): the shorter side becomes resize_size, the longer keeps the ratio
@@ -83,8 +136,9 @@ class Preprocess:
         new_short, new_long = self.resize_size, int(self.resize_size * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
-    def transform(self, image: PILImage.Image) -> np.ndarray:
-        """One RGB PIL image -> ``float32 [3, H, W]`` normalised tensor."""
+    def transform(self, image: PILImage.Image) -> NDArray[Any]:
+        """One RGB PIL image -> ``float32 [3, H, W]`` normalised tensor (or, for a ``uint8-nhwc``
+        model, the resized and cropped ``uint8 [H, W, 3]`` pixels)."""
         pil = _pil()
         resample = {"bilinear": pil.BILINEAR, "bicubic": pil.BICUBIC, "nearest": pil.NEAREST}[self.interpolation]
         img = to_rgb(image)
@@ -92,19 +146,21 @@ class Preprocess:
         if (w, h) != img.size:
             img = img.resize((w, h), resample=resample)
         img = center_crop(img, self.crop)
+        if self.pixels:
+            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
         hwc = np.asarray(img, dtype=np.float32) / np.float32(255.0)
         norm = (hwc - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(norm.transpose(2, 0, 1), dtype=np.float32)
 
-    def __call__(self, image: PILImage.Image | str | os.PathLike[str] | np.ndarray) -> np.ndarray:
+    def __call__(self, image: PILImage.Image | str | os.PathLike[str] | NDArray[Any]) -> NDArray[Any]:
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image)
         elif isinstance(image, np.ndarray):
             image = from_array(image)
         return self.transform(image)
 
-    def batch(self, images: Sequence[Any]) -> np.ndarray:
-        return np.stack([self(im) for im in images]) if images else np.zeros((0, 3, *self.crop), np.float32)
+    def batch(self, images: Sequence[Any]) -> NDArray[Any]:
+        return np.stack([self(im) for im in images]) if images else self.zeros(0)
 
 
 def center_crop(img: PILImage.Image, crop: tuple[int, int]) -> PILImage.Image:
@@ -140,7 +196,7 @@ def to_rgb(img: PILImage.Image) -> PILImage.Image:
     return img.convert("RGB")
 
 
-def from_array(arr: np.ndarray) -> PILImage.Image:
+def from_array(arr: NDArray[Any]) -> PILImage.Image:
     """A numpy image, HxW or HxWxC (C = 1, 3 or 4), uint8 (0-255) or float (0-1) -> RGB PIL image."""
     pil = _pil()
     a = np.asarray(arr)
@@ -214,7 +270,7 @@ def image_folder(root: str | os.PathLike[str], labels_file: str | os.PathLike[st
 
 @dataclass
 class Batch:
-    inputs: np.ndarray  # float32 [n, 3, H, W]
+    inputs: NDArray[Any]  # float32 [n, 3, H, W] (uint8 [n, H, W, 3] for pixel-input models)
     paths: list[Path]
     indices: list[int]  # positions in the original list
 
@@ -225,7 +281,7 @@ def iter_batches(
     """Preprocessed batches; unreadable files are skipped and recorded in ``skipped`` (path, reason)."""
     if batch_size <= 0:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size}")
-    buf: list[np.ndarray] = []
+    buf: list[NDArray[Any]] = []
     bpaths: list[Path] = []
     bidx: list[int] = []
     for i, p in enumerate(paths):

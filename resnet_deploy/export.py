@@ -34,6 +34,7 @@ from .models.profile import count_macs, count_params
 from .models.registry import create_model
 from .models.resnet import ResNet
 from .parity import FP32_TOLERANCE, ParityResult, Tolerance
+from .records import write_record
 from .reports import atomic_path, check_output_path
 from .weights import WeightsInfo, WeightsSpec, sha256_file
 
@@ -654,6 +655,16 @@ def _export(
                 report.written = False
                 raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
             report.warnings.append(message + "; kept because of --allow-mismatch")
+    write_record(
+        out_path,
+        sha256=report.sha256,
+        passed=report.parity_passed,
+        step="export",
+        reference="the PyTorch model (BatchNorm unfolded) vs onnxruntime CPU",
+        tolerance=report.tolerance,
+        results=report.parity,
+        weights_trained=info.trained,
+    )
     seconds["total"] = round(sum(seconds.values()), 3)
     report.seconds = seconds
     return report

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,13 @@ class ParityResult:
         return asdict(self)
 
 
-def _topk(x: np.ndarray, k: int) -> np.ndarray:
+def _topk(x: NDArray[Any], k: int) -> NDArray[Any]:
     k = min(k, x.shape[1])
     return np.sort(np.argsort(-x, axis=1, kind="stable")[:, :k], axis=1)
 
 
 def compare_outputs(
-    reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance = FP32_TOLERANCE
+    reference: NDArray[Any], candidate: NDArray[Any], tolerance: Tolerance = FP32_TOLERANCE
 ) -> ParityResult:
     """Compare two ``[batch, classes]`` output arrays (computed in float64)."""
     ref = np.asarray(reference, dtype=np.float64)
@@ -158,7 +159,7 @@ class CheckReport:
         }
 
 
-def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) -> list[np.ndarray]:
+def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) -> list[NDArray[Any]]:
     """Seeded standard-normal inputs (the space normalised images live in), one array per batch size."""
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]
@@ -205,6 +206,14 @@ def compare(
         ref = open_runner(reference)
     if tuple(ref.preprocess.crop) != tuple(cand.preprocess.crop):
         raise ConfigError(f"reference input {ref.preprocess.crop} and candidate input {cand.preprocess.crop} differ")
+    if ref.preprocess.pixels and not cand.preprocess.pixels:
+        raise ConfigError("the reference takes uint8 pixels and the candidate floats: swap them")
+
+    def ref_input(x: NDArray[Any]) -> NDArray[Any]:
+        # A pixel-input candidate against a float reference: the reference gets the same pixels,
+        # normalised in numpy exactly as the candidate's graph does it.
+        return cand.preprocess.normalize(x) if cand.preprocess.pixels and not ref.preprocess.pixels else x
+
     notes: list[str] = []
     sizes = list(batch_sizes)
     if cand.fixed_batch is not None and sizes != [cand.fixed_batch]:
@@ -213,9 +222,15 @@ def compare(
     defaults = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
     rows: list[ParityRow] = []
     with cand, ref:
-        for x in random_inputs(cand.preprocess.crop, sizes, seed):
+        if cand.preprocess.pixels:
+            rng = np.random.default_rng(seed)
+            xs = [cand.preprocess.random(b, rng) for b in sizes]
+        else:
+            xs = random_inputs(cand.preprocess.crop, sizes, seed)
+        for x in xs:
             tol = tolerance or defaults["random"]
-            rows.append(ParityRow(f"random, batch {len(x)}", compare_outputs(ref.infer_all(x), cand.infer_all(x), tol)))
+            what = f"random{' pixels' if cand.preprocess.pixels else ''}, batch {len(x)}"
+            rows.append(ParityRow(what, compare_outputs(ref.infer_all(ref_input(x)), cand.infer_all(x), tol)))
         if images is not None:
             from .data import iter_batches, list_images
 
@@ -239,7 +254,10 @@ def compare(
             if skipped:
                 notes.append(f"skipped {len(skipped)} unreadable image(s)")
             rows.append(
-                ParityRow(f"images ({len(x)} from {images})", compare_outputs(ref.infer_all(x), cand.infer_all(x), tol))
+                ParityRow(
+                    f"images ({len(x)} from {images})",
+                    compare_outputs(ref.infer_all(ref_input(x)), cand.infer_all(x), tol),
+                )
             )
         cand_desc, ref_desc = cand.describe(), ref.describe()
     return CheckReport(

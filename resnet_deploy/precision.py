@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import TensorProto, numpy_helper
 
 from ._version import __version__
 from .artifacts import load_onnx
 from .errors import ConfigError, DataError, ExportError, MissingDependencyError, ParityError
 from .parity import ParityResult, Tolerance, compare_outputs
+from .records import write_record
 from .reports import atomic_path, check_output_path
 from .weights import sha256_file
 
@@ -110,6 +112,20 @@ def _judge(report: PrecisionReport, tmp: Path, tolerance: Tolerance, *, keep: st
     report.warnings.append(f"{message}; kept because of {keep}")
 
 
+def _write_record(report: PrecisionReport, meta: dict[str, str]) -> None:
+    """The parity record beside the written file (what ``ship`` requires)."""
+    write_record(
+        report.path,
+        sha256=report.sha256,
+        passed=report.parity_passed,
+        step="convert",
+        reference=f"fp32 ONNX {Path(report.source).name} (sha256 {report.source_sha256[:12]}), onnxruntime CPU",
+        tolerance=report.tolerance,
+        results=report.parity,
+        weights_trained=meta.get("weights_trained", "true") == "true",
+    )
+
+
 def graph_precision(model: onnx.ModelProto) -> str:
     """'int8' if the graph quantizes, else 'fp16' if its Conv weights are FP16, else 'fp32'."""
     ops = {n.op_type for n in model.graph.node}
@@ -120,7 +136,7 @@ def graph_precision(model: onnx.ModelProto) -> str:
     return "fp16" if TensorProto.FLOAT16 in conv_types else "fp32"
 
 
-def _fp16_array(arr: np.ndarray) -> tuple[np.ndarray, int, int]:
+def _fp16_array(arr: NDArray[Any]) -> tuple[NDArray[Any], int, int]:
     a = arr.astype(np.float64)
     clamped = int(np.count_nonzero(np.abs(a) > FP16_MAX))
     under = int(np.count_nonzero((a != 0) & (np.abs(a) < FP16_TINY / 2)))
@@ -219,6 +235,11 @@ def _open_fp32_source(
             f"{src.name} was not exported by resnet-deploy (no model/preprocessing metadata): "
             "export it with 'resnet-deploy export' first"
         )
+    if meta.get("input_format", "float32-nchw") != "float32-nchw":
+        raise ConfigError(
+            f"{src.name} takes {meta['input_format']} input: convert its float-input model, then add the pixel "
+            "input (export --precision P --input-format uint8-nhwc does both)"
+        )
     return model, out, meta
 
 
@@ -236,7 +257,7 @@ def fixed_batch(path: Path) -> int | None:
     return dim.dim_value if dim.HasField("dim_value") else None
 
 
-def run_onnx(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+def run_onnx(path: Path, x: NDArray[Any], threads: int | None = None) -> NDArray[Any]:
     """Logits of a toolkit ONNX file in ONNX Runtime on the CPU (fixed batches handled by the runner)."""
     from .runtime.onnxrt import OnnxRuntimeRunner
 
@@ -244,7 +265,7 @@ def run_onnx(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarra
         return runner.infer_all(x)
 
 
-def _parity_inputs(meta: dict[str, str], seed: int, batch_sizes: tuple[int, ...]) -> list[np.ndarray]:
+def _parity_inputs(meta: dict[str, str], seed: int, batch_sizes: tuple[int, ...]) -> list[NDArray[Any]]:
     h, w = (int(v) for v in meta.get("image_size", "224x224").split("x"))
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((b, 3, h, w)).astype(np.float32) for b in batch_sizes]
@@ -311,6 +332,7 @@ def to_fp16(
             report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
         _judge(report, tmp, tolerance, keep="--allow-mismatch" if allow_mismatch else None)
     report.seconds = {"total": round(time.perf_counter() - t0, 3)}
+    _write_record(report, meta)
     return report
 
 
@@ -331,10 +353,10 @@ HELD_OUT = 32  # images read beyond the calibration set to compare int8 with fp3
 class CalibrationSet:
     """Preprocessed calibration inputs and where they came from."""
 
-    inputs: np.ndarray  # float32 [n, 3, H, W]
+    inputs: NDArray[Any]  # float32 [n, 3, H, W]
     source: str  # a folder, "array" or "random"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    held_out: np.ndarray | None = None  # images not used for calibration, for the parity check
+    held_out: NDArray[Any] | None = None  # images not used for calibration, for the parity check
 
     @property
     def digest(self) -> str:
@@ -349,7 +371,7 @@ class _Reader:
     merged batch by batch instead of holding every activation of every image in memory (~100 MB
     per ResNet-50 image). (ORT's own ``CalibMaxIntermediateOutputs`` drops data with MinMax.)"""
 
-    def __init__(self, inputs: np.ndarray, input_name: str, batch_size: int, progress: Steps) -> None:
+    def __init__(self, inputs: NDArray[Any], input_name: str, batch_size: int, progress: Steps) -> None:
         self._batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
         self._name = input_name
         self._start, self._end, self._i = 0, len(self._batches), 0
@@ -360,7 +382,7 @@ class _Reader:
     def set_range(self, start_index: int, end_index: int) -> None:
         self._start, self._end, self._i = start_index, min(end_index, len(self._batches)), start_index
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
+    def get_next(self) -> dict[str, NDArray[Any]] | None:
         if self._i >= self._end:
             return None
         batch = self._batches[self._i]
@@ -374,7 +396,7 @@ class _Reader:
 
 
 def load_calibration(
-    calibration: str | os.PathLike[str] | np.ndarray,
+    calibration: str | os.PathLike[str] | NDArray[Any],
     meta: dict[str, str],
     *,
     count: int = DEFAULT_CALIB_COUNT,
@@ -406,8 +428,8 @@ def load_calibration(
     # ImageNet-style tree would be the first few classes); the next images are held out.
     order = np.random.default_rng(seed).permutation(len(files))
     skipped: list[tuple[str, str]] = []
-    rows: list[np.ndarray] = []
-    extra: list[np.ndarray] = []
+    rows: list[NDArray[Any]] = []
+    extra: list[NDArray[Any]] = []
     want = min(count, len(files))
     for k in order:
         if len(rows) >= count and len(extra) >= HELD_OUT:
@@ -512,7 +534,7 @@ def _ort_quantization() -> Any:
 def quantize_int8(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str] | None = None,
-    calibration: str | os.PathLike[str] | np.ndarray | CalibrationSet = "random",
+    calibration: str | os.PathLike[str] | NDArray[Any] | CalibrationSet = "random",
     *,
     recipe: str = "tensorrt",
     method: str = "entropy",
@@ -698,4 +720,5 @@ def quantize_int8(
         keep = "--allow-mismatch" if allow_mismatch else ("random calibration" if calib.source == "random" else None)
         _judge(report, tmp, tolerance, keep=keep)
     report.seconds = {"total": round(time.perf_counter() - t0, 3)}
+    _write_record(report, meta)
     return report

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
 
 
 class Runner(ABC):
-    """Runs a classifier: float32 ``[n, 3, H, W]`` in, float32 ``[n, classes]`` logits out."""
+    """Runs a classifier: float32 ``[n, 3, H, W]`` in (uint8 ``[n, H, W, 3]`` pixels for models
+    exported with ``--input-format uint8-nhwc``: ``preprocess`` says which), float32
+    ``[n, classes]`` logits out."""
 
     name = "runner"
+    thread_safe = False  # may ``infer`` run from several threads at once?
 
     def __init__(self) -> None:
         self.active = False
@@ -43,7 +47,7 @@ class Runner(ABC):
         """Release what ``activate`` created."""
 
     @abstractmethod
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
         """Logits for one preprocessed batch."""
 
     @property
@@ -61,7 +65,7 @@ class Runner(ABC):
         """The only batch size the artifact accepts, for fixed-batch exports."""
         return None
 
-    def infer_all(self, x: np.ndarray) -> np.ndarray:
+    def infer_all(self, x: NDArray[Any]) -> NDArray[Any]:
         """Logits for any number of inputs: split to fit an engine's profile, and for fixed-batch
         artifacts run in whole batches, the last one padded by repeating its final input."""
         size = self.fixed_batch or self.max_batch
@@ -79,30 +83,37 @@ class Runner(ABC):
     @property
     def input_spec(self) -> dict[str, Any]:
         """What ``infer`` takes: float32 NCHW; the batch is None (any), or the fixed size."""
+        pre = self.preprocess
         return {
             "name": "input",
-            "dtype": "float32",
-            "shape": [self.fixed_batch, 3, *self.preprocess.crop],
+            "dtype": np.dtype(pre.dtype).name,
+            "format": pre.input_format,
+            "shape": [self.fixed_batch, *pre.input_shape(0)[1:]],
             "max_batch": self.max_batch,
         }
 
     def warmup(self, batch_size: int = 1, iterations: int = 3) -> None:
         """Run a few zero batches so lazy initialisation (kernels, autotuning, graphs) is done."""
         n = self.fixed_batch or batch_size
-        x = np.zeros((n, 3, *self.preprocess.crop), np.float32)
+        x = self.preprocess.zeros(n)
         for _ in range(iterations):
             self.infer(x)
 
     def describe(self) -> dict[str, Any]:
         return {"runner": self.name}
 
-    def _check(self, batch: np.ndarray) -> np.ndarray:
+    def _check(self, batch: NDArray[Any]) -> NDArray[Any]:
         if not self.active:
             raise RuntimeError(f"{self.name} runner used outside its 'with' block")
-        x = np.ascontiguousarray(batch, dtype=np.float32)  # device copies assume a dense NCHW layout
-        want = (3, *self.preprocess.crop)
+        pre = self.preprocess
+        arr = np.asarray(batch)
+        if pre.pixels and arr.dtype != np.uint8:
+            raise ConfigError(f"this model takes uint8 pixels [n, H, W, 3] ({pre.input_format}), got {arr.dtype}")
+        x = np.ascontiguousarray(arr, dtype=pre.dtype)  # device copies assume a dense layout
+        want = pre.input_shape(0)[1:]
         if x.ndim != 4 or x.shape[1:] != want:
-            raise ConfigError(f"expected input [n, {want[0]}, {want[1]}, {want[2]}], got {list(x.shape)}")
+            dims = ", ".join(map(str, want))
+            raise ConfigError(f"expected input [n, {dims}] ({pre.input_format}), got {list(x.shape)}")
         return x
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
@@ -51,6 +52,7 @@ def provider_failure_reason(provider: str) -> str:
 
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(
         self,
@@ -112,7 +114,7 @@ class OnnxRuntimeRunner(Runner):
             )
         inp = self._session.get_inputs()[0]
         self._input = inp.name
-        self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self._dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(inp.type, np.float32)
 
     def deactivate(self) -> None:
         self._session = None
@@ -125,7 +127,7 @@ class OnnxRuntimeRunner(Runner):
     def fixed_batch(self) -> int | None:
         return self._fixed
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
         x = self._check(batch)
         if self._fixed is not None and len(x) != self._fixed:
             raise ConfigError(f"{self.path.name} has a fixed batch of {self._fixed}, got {len(x)}")

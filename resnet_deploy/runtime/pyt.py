@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError
@@ -169,7 +169,7 @@ class TorchRunner(Runner):
         if self.device == "cuda":
             torch.cuda.empty_cache()
 
-    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
+    def _to_device(self, batch: NDArray[Any]) -> torch.Tensor:
         x = torch.from_numpy(batch)
         if self.device == "cuda":
             x = x.pin_memory().to("cuda", non_blocking=True)
@@ -200,14 +200,14 @@ class TorchRunner(Runner):
     def preprocess(self) -> Preprocess:
         return self._pre
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
         x = self._to_device(self._check(batch))
         with torch.inference_mode():
             y = self._replay(x) if self.cuda_graphs else self._net(x)
-            out: np.ndarray = y.float().cpu().numpy()
+            out: NDArray[Any] = y.float().cpu().numpy()
         return out
 
-    def infer_timed(self, batch: np.ndarray) -> dict[str, float] | None:
+    def infer_timed(self, batch: NDArray[Any]) -> dict[str, float] | None:
         """On CUDA: host-to-device copy, compute (dtype/layout conversion, the network, the fp32
         cast of the logits) and device-to-host copy, in milliseconds from CUDA events on the
         current stream. None on the CPU."""

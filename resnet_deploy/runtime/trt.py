@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError
@@ -79,16 +79,16 @@ class TensorRTRunner(Runner):
         self._engine = None
         self._stream = None
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
         return self._execute(batch, timed=False)[0]
 
-    def infer_timed(self, batch: np.ndarray) -> dict[str, float]:
+    def infer_timed(self, batch: NDArray[Any]) -> dict[str, float]:
         """Host-to-device, compute and device-to-host milliseconds from CUDA events on the stream."""
         phases = self._execute(batch, timed=True)[1]
         assert phases is not None
         return phases
 
-    def _execute(self, batch: np.ndarray, *, timed: bool) -> tuple[np.ndarray, dict[str, float] | None]:
+    def _execute(self, batch: NDArray[Any], *, timed: bool) -> tuple[NDArray[Any], dict[str, float] | None]:
         import torch
 
         x = self._check(batch)
@@ -143,7 +143,13 @@ def _torch_dtype(trt_dtype: Any) -> Any:
     import tensorrt as trt
     import torch
 
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32}
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int8: torch.int8,
+        trt.int32: torch.int32,
+        trt.uint8: torch.uint8,
+    }
     if trt_dtype not in table:
         raise EngineError(f"unsupported engine I/O dtype {trt_dtype}")
     return table[trt_dtype]
