@@ -58,3 +58,16 @@ def describe_onnx(path: str | os.PathLike[str]) -> dict[str, Any]:
         "nodes_by_op": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
+
+
+def artifact_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The toolkit metadata of an ONNX file (``metadata_props``) or a TensorRT plan (its sidecar)."""
+    p = Path(path)
+    if p.suffix.lower() in (".plan", ".engine"):
+        from .engine import Sidecar, sidecar_path
+
+        if not p.is_file():
+            raise ConfigError(f"file not found: {p}")
+        sidecar = Sidecar.from_file(sidecar_path(p))
+        return {**sidecar.metadata, "precision": sidecar.precision}
+    return {m.key: m.value for m in load_onnx(p, load_weights=False).metadata_props}

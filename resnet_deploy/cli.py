@@ -504,6 +504,9 @@ def _engine_chain(
         )
         progress("checking the engine against its ONNX")
         checked = compare(built.path, onnx_path, batch_sizes=sorted({min_batch, opt_batch}), images=images, seed=seed)
+    from .records import record_check
+
+    record_check(built.path, checked)
     return built, checked
 
 
@@ -1048,6 +1051,9 @@ def check_cmd(
             weights=weights,
             providers=providers,
         )
+    from .records import record_check
+
+    record_check(artifact, report)
     for note in report.notes or []:
         err.print("[bold yellow]note:[/] " + escape(note), highlight=False)
     if json_out:
@@ -1402,6 +1408,146 @@ def _render_bench(report: Any) -> None:
             ]
             rt.add_row(escape(label), *cells)
         out.print(rt)
+
+
+# ------------------------------------------------------------------------------------------ deploy
+
+
+class KindChoice(str, Enum):
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+class AcceleratorChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+@app.command("ship")
+def ship_cmd(
+    artifact: Annotated[
+        Path, typer.Argument(help="A verified ONNX file or TensorRT plan (with its sidecar).", show_default=False)
+    ],
+    repo: Annotated[
+        Path, typer.Option("--repo", help="Triton model repository folder (created if missing).", show_default=False)
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Model name in the repository (default: the model id).", show_default=False)
+    ] = None,
+    version: Annotated[int, typer.Option(help="Version folder to write.")] = 1,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch", help="max_batch_size (default: an engine's profile max, else 64).", show_default=False
+        ),
+    ] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
+    kind: Annotated[KindChoice, typer.Option(help="Instance kind: gpu, or cpu (ONNX only).")] = KindChoice.gpu,
+    preferred_batch: Annotated[
+        str | None,
+        typer.Option("--preferred-batch", help="Dynamic batcher's preferred sizes, e.g. 8,16.", show_default=False),
+    ] = None,
+    max_queue_delay_us: Annotated[
+        int, typer.Option("--max-queue-delay-us", help="How long the dynamic batcher waits to fill a batch.")
+    ] = 100,
+    no_dynamic_batching: Annotated[
+        bool, typer.Option("--no-dynamic-batching", help="Leave Triton's dynamic batcher off.")
+    ] = False,
+    accelerator: Annotated[
+        AcceleratorChoice | None,
+        typer.Option(
+            help="ONNX on GPU: run it through ONNX Runtime's TensorRT provider at this precision.", show_default=False
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Class names, one per line (default: ImageNet's / CIFAR-10's).", show_default=False),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Ship without a passing parity record, or with random weights.")
+    ] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing version.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Write a Triton model repository entry (config.pbtxt, labels, model) for a verified artifact."""
+    from .ship import ship
+
+    report = ship(
+        artifact,
+        repo,
+        name=name,
+        version=version,
+        max_batch=max_batch,
+        instances=instances,
+        kind=kind.value,
+        preferred_batch=preferred_batch,
+        max_queue_delay_us=None if no_dynamic_batching else max_queue_delay_us,
+        accelerator=accelerator.value if accelerator else None,
+        labels=labels,
+        force=force,
+        replace=replace,
+    )
+    for problem in report.forced:
+        err.print("[bold red]warning:[/] shipped with --force: " + escape(problem), highlight=False)
+    for warning in report.warnings:
+        err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
+    if json_out:
+        _emit_json(report)
+        return
+    out.print(
+        f"[bold]{escape(report.model_dir)}[/]  ({report.platform}, version {report.version}, "
+        f"max_batch_size {report.max_batch_size})",
+        highlight=False,
+    )
+    for f in report.files:
+        out.print(f"  {escape(f)}", highlight=False)
+    inp = report.input
+    out.print(
+        f"[dim]input {escape(inp['name'])} {inp['dtype']} {inp['dims']} {inp['format']}; output "
+        f"{escape(report.output['name'])} {report.output['dtype']} {report.output['dims']}"
+        + (f"; config validated with {report.validated_with}" if report.validated_with else "")
+        + "[/]",
+        highlight=False,
+    )
+
+
+@app.command("predict")
+def predict_cmd(
+    artifact: Annotated[
+        str, typer.Argument(help="An ONNX file, a TensorRT plan, a model id or a checkpoint.", show_default=False)
+    ],
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    topk: Annotated[int, typer.Option("--topk", help="Classes to show per image.")] = 5,
+    backend: Annotated[
+        str, typer.Option(help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch.")
+    ] = "auto",
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one per line (default: from the model).", show_default=False)
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 32,
+    threads: Annotated[int | None, typer.Option(help="CPU threads.", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify images with an artifact: top-k labels and probabilities."""
+    from .predictor import Predictor
+
+    if topk <= 0:
+        raise ConfigError(f"--topk {topk}: must be a positive integer")
+    with Predictor.from_artifact(artifact, backend, labels=labels, batch_size=batch_size, threads=threads) as p:
+        if p.metadata.get("weights_trained") == "false":
+            err.print(
+                "[bold yellow]warning:[/] random (untrained) weights: the labels are meaningless", highlight=False
+            )
+        results = p.predict(images, topk=topk)
+        described = p.describe()
+    if json_out:
+        _emit_json({"artifact": artifact, "runner": described, "predictions": results})
+        return
+    for r in results:
+        out.print(f"[bold]{escape(r.source)}[/]", highlight=False)
+        for label, index, prob in zip(r.labels, r.indices, r.probabilities, strict=True):
+            out.print(f"  {prob:7.2%}  {escape(label)} [dim]({index})[/]", highlight=False)
 
 
 @app.command("info")

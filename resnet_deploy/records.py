@@ -123,3 +123,25 @@ def record_problem(artifact: str | os.PathLike[str], sha256: str) -> str | None:
     if not record.passed:
         return f"{name} failed its last parity check ({record.step} vs {record.reference})"
     return None
+
+
+def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
+    """Record a ``check`` (a ``parity.CheckReport``) of the artifact file ``artifact``."""
+    from .artifacts import artifact_metadata
+    from .weights import sha256_file
+
+    path = Path(artifact)
+    if not path.is_file():
+        return None  # a model id or a runner: nothing on disk to vouch for
+    ref = report.reference
+    reference = str(ref.get("model") or ref.get("path") or ref.get("runner") or "reference")
+    return write_record(
+        path,
+        sha256=sha256_file(path),
+        passed=report.passed,
+        step="check",
+        reference=f"{reference} ({ref.get('runner', '?')})",
+        tolerance="; ".join(sorted({row.result.tolerance for row in report.rows})),
+        results=[row.to_dict() for row in report.rows],
+        weights_trained=artifact_metadata(path).get("weights_trained", "true") == "true",
+    )
