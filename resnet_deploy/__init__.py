@@ -17,6 +17,7 @@ from .errors import (
 )
 from .export import ExportReport, export_onnx, read_metadata
 from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
+from .predictor import Prediction, Predictor
 
 __all__ = [
     "ConfigError",
@@ -27,6 +28,8 @@ __all__ = [
     "MissingDependencyError",
     "ModelCfg",
     "ParityError",
+    "Prediction",
+    "Predictor",
     "ResnetDeployError",
     "WeightsError",
     "__version__",

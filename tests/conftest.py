@@ -58,3 +58,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 cache[marker] = probe()
             if not cache[marker]:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A narrow ResNet-20 trained on scikit-learn's handwritten digits (~15 s), with its held-out
+    images on disk: the real trained model every accuracy and serving test shares."""
+    from benchmarks.digits import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(digits: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained digits model exported to a verified fp32 ONNX (with its parity record)."""
+    from resnet_deploy import export_onnx
+
+    out = tmp_path_factory.mktemp("digits_onnx") / "digits.onnx"
+    report = export_onnx(digits.model, out)
+    assert report.parity_passed and report.weights.trained
+    return out

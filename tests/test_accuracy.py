@@ -14,14 +14,9 @@ import numpy as np
 import onnx
 import pytest
 
-from benchmarks.digits import Digits, train_digits
+from benchmarks.digits import Digits
 from resnet_deploy import export_onnx
 from resnet_deploy.precision import quantize_int8, run_onnx, to_fp16
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
-    return train_digits(tmp_path_factory.mktemp("digits"))
 
 
 @pytest.fixture(scope="module")
