@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 
 from ._version import __version__
 from .errors import ConfigError, ResnetDeployError
+from .reports import to_jsonable
 
 DEBUG_ENV = "RESNET_DEPLOY_DEBUG"
 # Wide enough for the tables when stdout is a pipe or a file (rich would assume 80 columns).
@@ -1548,6 +1549,96 @@ def predict_cmd(
         out.print(f"[bold]{escape(r.source)}[/]", highlight=False)
         for label, index, prob in zip(r.labels, r.indices, r.probabilities, strict=True):
             out.print(f"  {prob:7.2%}  {escape(label)} [dim]({index})[/]", highlight=False)
+
+
+@app.command("serve")
+def serve_cmd(
+    artifact: Annotated[
+        str,
+        typer.Argument(help="An ONNX file, a TensorRT plan, a model id or a checkpoint.", show_default=False),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Model name clients use (default: its model id).", show_default=False)
+    ] = None,
+    address: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP/REST port (KServe v2).")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port.")] = 8002,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch", help="Largest batch (default: an engine's profile max, else 64).", show_default=False
+        ),
+    ] = None,
+    max_queue_delay_us: Annotated[
+        int, typer.Option("--max-queue-delay-us", help="How long the dynamic batcher waits to fill a batch.")
+    ] = 100,
+    preferred_batch: Annotated[
+        str | None,
+        typer.Option("--preferred-batch", help="Dynamic batcher's preferred sizes, e.g. 8,16.", show_default=False),
+    ] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (each with its own runner).")] = 1,
+    backend: Annotated[
+        str, typer.Option(help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch.")
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads per instance (default: cores / instances).", show_default=False)
+    ] = None,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Keep tritonserver's log here.", show_default=False)
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the server's endpoints as one JSON line once it is ready.")
+    ] = False,
+) -> None:
+    """Serve an artifact on a real Triton Inference Server (PyTriton): HTTP, gRPC, metrics, dynamic batching."""
+    import json
+
+    from .serve import ServeOptions, TritonServer
+    from .ship import parse_batch_list
+
+    options = ServeOptions(
+        artifact=artifact,
+        name=name,
+        address=address,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        max_batch=max_batch,
+        max_queue_delay_us=max_queue_delay_us,
+        preferred_batch=parse_batch_list(preferred_batch),
+        instances=instances,
+        backend=backend,
+        threads=threads,
+        log_file=str(log_file) if log_file is not None else None,
+    )
+    server = TritonServer(options)
+    try:
+        with err.status("starting Triton Inference Server", spinner="dots"):
+            info = server.start()
+        if json_out:
+            sys.stdout.write(json.dumps(to_jsonable(info)) + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(
+                f"[bold green]ready[/] model [bold]{escape(info.model)}[/] ({escape(str(info.runner.get('runner')))}, "
+                f"max batch {info.max_batch_size}, {info.instances} instance(s), started in {info.startup_seconds:.1f} s)",
+                highlight=False,
+            )
+            inp = info.input
+            out.print(
+                f"  input   {escape(inp['name'])} {inp['dtype']} {inp['shape']} ({inp['format']})", highlight=False
+            )
+            out.print(f"  output  {escape(info.output['name'])} float32 {info.output['shape']}", highlight=False)
+            out.print(f"  HTTP    {info.http}   (health: {info.http}/v2/health/ready)", highlight=False)
+            out.print(f"  gRPC    {info.grpc}", highlight=False)
+            out.print(f"  metrics {info.metrics}", highlight=False)
+            out.print("[dim]Ctrl-C or SIGTERM stops the server[/]")
+            sys.stdout.flush()
+        received = server.wait()
+    finally:
+        server.stop()
+    err.print(f"stopped ({received})", highlight=False)
 
 
 @app.command("info")
