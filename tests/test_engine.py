@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from resnet_deploy import ConfigError, EngineError, MissingDependencyError, export_onnx
@@ -188,3 +189,35 @@ def test_build_load_and_check_engines(tmp_path: Path, precision: str) -> None:
     )
     check = compare(report.path, src, batch_sizes=(1, 16))
     assert check.passed, check.to_dict()
+
+
+@pytest.mark.tensorrt
+def test_engine_deploy_chain_check_ship_predict(tmp_path: Path) -> None:
+    """build -> check (writes the engine's parity record) -> ship (tensorrt_plan) -> Predictor on
+    TensorRT, whose answers equal ONNX Runtime's; a pixel-input engine takes uint8 NHWC."""
+    from google.protobuf import text_format
+
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from resnet_deploy import Predictor, create_model
+    from resnet_deploy.parity import compare
+    from resnet_deploy.pixels import add_pixel_input
+    from resnet_deploy.records import record_check
+    from resnet_deploy.ship import ship
+
+    export_onnx(create_model("resnet20", weights="random", seed=4), tmp_path / "m.onnx")  # in-memory: ships
+    for src in (tmp_path / "m.onnx", Path(add_pixel_input(tmp_path / "m.onnx").path)):
+        plan = Path(build_engine(src, src.with_suffix(".plan"), min_batch=1, opt_batch=4, max_batch=16).path)
+        checked = compare(plan, src, batch_sizes=(1, 4))
+        assert checked.passed
+        record_check(plan, checked)
+        report = ship(plan, tmp_path / "repo", name=src.stem.replace(".", "_"))
+        config = model_config_pb2.ModelConfig()
+        text_format.Parse((Path(report.model_dir) / "config.pbtxt").read_text(), config)
+        assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for _ in range(20)]
+        with Predictor.from_artifact(plan, backend="tensorrt") as trt_p, Predictor.from_artifact(src) as ort_p:
+            assert trt_p.batch_size == 16
+            a, b = trt_p.predict(images), ort_p.predict(images)
+        assert [x.indices[0] for x in a] == [x.indices[0] for x in b]
+        assert np.allclose([x.probabilities for x in a], [x.probabilities for x in b], atol=1e-3)

@@ -85,7 +85,8 @@ def test_every_zoo_model_exports_and_matches_torch(name: str, tmp_path: Path) ->
     assert meta["weights_source"] == "in-memory" and meta["weights_trained"] == "true"
     assert meta["image_size"] == f"{size}x{size}" and meta["batch"] == "dynamic"
     assert meta["weights_sha256"] == report.weights.state_sha256 == state_dict_sha256(net.state_dict())
-    assert list(os.listdir(tmp_path)) == [f"{name}.onnx"]  # no temp files left behind
+    # no temp files left behind; the parity record beside the artifact
+    assert sorted(os.listdir(tmp_path)) == [f"{name}.onnx", f"{name}.onnx.parity.json"]
 
 
 def test_resnet50_defaults_at_224(tmp_path: Path) -> None:

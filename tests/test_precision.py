@@ -107,7 +107,7 @@ def test_fp16_refuses_non_fp32_inputs(fp32: Path, tmp_path: Path) -> None:
         to_fp16(tmp_path / "missing.onnx")
     with pytest.raises(ConfigError, match="would overwrite its source"):
         to_fp16(fp32, fp32)
-    assert sorted(os.listdir(tmp_path)) == ["a.fp16.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["a.fp16.onnx", "a.fp16.onnx.parity.json"]
 
 
 # ------------------------------------------------------------------------------------------- INT8
@@ -222,7 +222,7 @@ def test_int8_refuses_quantized_and_fp16_inputs(fp32: Path, calib_dir: Path, tmp
     to_fp16(fp32, tmp_path / "h.onnx")
     with pytest.raises(ConfigError, match="already fp16"):
         quantize_int8(tmp_path / "h.onnx", tmp_path / "hq.onnx", calib_dir)
-    assert sorted(os.listdir(tmp_path)) == ["h.onnx", "q.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["h.onnx", "h.onnx.parity.json", "q.onnx", "q.onnx.parity.json"]
 
 
 def test_projection_shortcuts_keep_the_shortcut_quantized(tmp_path: Path, calib_dir: Path) -> None:

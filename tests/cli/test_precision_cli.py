@@ -50,7 +50,12 @@ def test_export_fp16_keeps_fp32_beside_it(tmp_path: Path, monkeypatch: pytest.Mo
     report = json.loads(out)
     assert report["precision"] == "fp16" and report["io_dtype"] == "float32" and report["parity"]["passed"]
     assert report["export"]["parity"]["passed"] and report["path"].endswith("resnet20.fp16.onnx")
-    assert sorted(os.listdir(tmp_path)) == ["resnet20.fp16.onnx", "resnet20.onnx"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "resnet20.fp16.onnx",
+        "resnet20.fp16.onnx.parity.json",
+        "resnet20.onnx",
+        "resnet20.onnx.parity.json",
+    ]
     code, out, err = run("export", "-d", "20", "-w", "random", "--precision", "fp16", "--fp16-io", "-o", "half.onnx")
     assert code == 0, err
     model = onnx.load("half.onnx")
@@ -83,7 +88,12 @@ def test_export_int8_with_real_image_folder(tmp_path: Path, images: Path, monkey
     cal = report["calibration"]
     assert report["recipe"] == "tensorrt" and cal["count"] == 13 and cal["skipped"] == 1 and cal["cache"] == "miss"
     assert "skipped 1 unreadable calibration file" in err
-    assert sorted(os.listdir(out_dir)) == ["resnet20.int8.onnx", "resnet20.onnx"]
+    assert sorted(os.listdir(out_dir)) == [
+        "resnet20.int8.onnx",
+        "resnet20.int8.onnx.parity.json",
+        "resnet20.onnx",
+        "resnet20.onnx.parity.json",
+    ]
     code, out, err = run(
         "convert",
         str(out_dir / "resnet20.onnx"),
@@ -116,7 +126,8 @@ def test_export_int8_with_real_image_folder(tmp_path: Path, images: Path, monkey
 def test_bad_precision_arguments(tmp_path: Path, args: list[str], needles: list[str], exit_code: int) -> None:
     code, _, err = run("export", "-d", "20", "-w", "random", *args, "-o", str(tmp_path / "m.onnx"))
     assert_one_line_error(code, err, *needles, exit_code=exit_code)
-    assert [p for p in os.listdir(tmp_path) if p != "m.onnx"] == []  # at most the verified fp32 model
+    # at most the verified fp32 model and its record
+    assert [p for p in os.listdir(tmp_path) if p not in ("m.onnx", "m.onnx.parity.json")] == []
 
 
 def test_convert_refuses_converted_models(tmp_path: Path) -> None:
@@ -131,7 +142,12 @@ def test_convert_refuses_converted_models(tmp_path: Path) -> None:
     assert_one_line_error(code, err, "file not found", exit_code=2)
     code, _, err = run("convert", str(tmp_path / "m.onnx"), "--precision", "int8", "--calib", "random")
     assert code == 0 and "meaningless" in err
-    assert sorted(os.listdir(tmp_path)) == ["m.fp16.onnx", "m.int8.onnx", "m.onnx"]
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".parity.json")) == [
+        "m.fp16.onnx",
+        "m.int8.onnx",
+        "m.onnx",
+    ]
+    assert len([p for p in os.listdir(tmp_path) if p.endswith(".parity.json")]) == 3
 
 
 def test_calibration_problems_fail_before_the_export(tmp_path: Path) -> None:
