@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -114,3 +115,18 @@ def test_record_is_rewritten_by_a_new_export(fp32: Path, tmp_path: Path) -> None
     export_onnx(create_model("resnet20", weights="random", seed=2), out)
     second = json.loads(record_path(out).read_text())
     assert second["sha256"] == sha256_file(out) != first["sha256"]
+
+
+def test_check_against_torch_and_eval_on_real_images(digits: Any, digits_onnx: Path, tmp_path: Path) -> None:
+    from resnet_deploy.evaluation import evaluate
+
+    px = Path(add_pixel_input(digits_onnx, tmp_path / "digits.px.onnx").path)
+    from resnet_deploy.runtime import TorchRunner
+
+    # the PyTorch model itself (in memory: "torch" cannot rebuild it from metadata), fed floats
+    report = compare(px, TorchRunner(digits.model), batch_sizes=(1, 8), images=digits.test_dir, max_images=64)
+    assert report.passed, [r.to_dict() for r in report.rows]
+    assert report.rows[0].inputs == "random pixels, batch 1" and report.rows[-1].inputs.startswith("images (64")
+    assert all(r.result.diff_to_scale < 1e-5 for r in report.rows)
+    a, b = evaluate(px, digits.test_dir), evaluate(digits_onnx, digits.test_dir)
+    assert a.top1 == b.top1 >= 0.95

@@ -48,7 +48,13 @@ def test_torch_compile_on_cpu(net) -> None:  # type: ignore[no-untyped-def]
 def test_runner_spec_and_warmup(tmp_path: Path, net) -> None:  # type: ignore[no-untyped-def]
     export_onnx(net, tmp_path / "b2.onnx", batch=2)
     with open_runner(tmp_path / "b2.onnx") as r:
-        assert r.input_spec == {"name": "input", "dtype": "float32", "shape": [2, 3, 32, 32], "max_batch": None}
+        assert r.input_spec == {
+            "name": "input",
+            "dtype": "float32",
+            "format": "float32-nchw",
+            "shape": [2, 3, 32, 32],
+            "max_batch": None,
+        }
         r.warmup(batch_size=5)  # a fixed-batch artifact warms up at its own batch
     with TorchRunner(net) as t:
         assert t.input_spec["shape"] == [None, 3, 32, 32]

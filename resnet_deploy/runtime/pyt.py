@@ -72,7 +72,8 @@ class TorchRunner(Runner):
         self.model = model
         self.threads = threads
         self.label = label or model.model_name
-        self._pre = preprocess or Preprocess.from_cfg(model.cfg)
+        # The PyTorch network takes normalised float NCHW, whatever its exported artifact takes.
+        self._pre = (preprocess or Preprocess.from_cfg(model.cfg)).as_float()
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.compile, self.cuda_graphs = compile, cuda_graphs
         self._net: Any = None
