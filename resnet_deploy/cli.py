@@ -662,8 +662,8 @@ def _render_pixels(report: Any) -> None:
     shape = ", ".join(map(str, report.input["shape"]))
     worst = max((r.diff_to_scale for r in report.parity), default=0.0)
     out.print(
-        f"[bold]{escape(report.path)}[/]  ({report.file_size_bytes / 1e6:.1f} MB, input uint8 [{escape(shape)}] "
-        f"pixels, sha256 {report.sha256[:12]}...)",
+        f"[bold]{escape(report.path)}[/]  "
+        + escape(f"({report.file_size_bytes / 1e6:.1f} MB, input uint8 [{shape}] pixels, sha256 {report.sha256[:12]}...)"),
         highlight=False,
     )
     out.print(
