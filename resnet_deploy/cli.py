@@ -1450,8 +1450,11 @@ def ship_cmd(
         typer.Option("--preferred-batch", help="Dynamic batcher's preferred sizes, e.g. 8,16.", show_default=False),
     ] = None,
     max_queue_delay_us: Annotated[
-        int, typer.Option("--max-queue-delay-us", help="How long the dynamic batcher waits to fill a batch.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--max-queue-delay-us", help="How long the dynamic batcher waits to fill a batch [default: 100].", show_default=False
+        ),
+    ] = None,
     no_dynamic_batching: Annotated[
         bool, typer.Option("--no-dynamic-batching", help="Leave Triton's dynamic batcher off.")
     ] = False,
@@ -1474,6 +1477,8 @@ def ship_cmd(
     """Write a Triton model repository entry (config.pbtxt, labels, model) for a verified artifact."""
     from .ship import ship
 
+    if no_dynamic_batching and max_queue_delay_us is not None:
+        raise ConfigError("--max-queue-delay-us configures the dynamic batcher: drop --no-dynamic-batching")
     report = ship(
         artifact,
         repo,
@@ -1483,7 +1488,7 @@ def ship_cmd(
         instances=instances,
         kind=kind.value,
         preferred_batch=preferred_batch,
-        max_queue_delay_us=None if no_dynamic_batching else max_queue_delay_us,
+        max_queue_delay_us=None if no_dynamic_batching else (100 if max_queue_delay_us is None else max_queue_delay_us),
         accelerator=accelerator.value if accelerator else None,
         labels=labels,
         force=force,

@@ -215,6 +215,8 @@ def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     """Open and fully decode an image file as RGB; a clear DataError for anything unreadable."""
     pil = _pil()
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder, not an image file")
     if not p.is_file():
         raise DataError(f"image not found: {p}")
     try:

@@ -58,7 +58,11 @@ def class_names(meta: dict[str, str], labels: str | os.PathLike[str] | Sequence[
             path = Path(labels)
             if not path.is_file():
                 raise ConfigError(f"labels file not found: {path}")
-            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"labels file {path} is not readable UTF-8 text ({type(e).__name__})") from None
+            names = [line.strip() for line in text.splitlines() if line.strip()]
         else:
             names = [str(x) for x in labels]
         if n and len(names) != n:

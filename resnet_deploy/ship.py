@@ -143,6 +143,52 @@ def _triton_type(dtype: str) -> str:
     return _TRITON_TYPES[dtype]
 
 
+def _signature(text: str) -> str:
+    """What every version of a model must agree on: platform, batching limit, input and output."""
+    body = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    keep, depth, in_io = [], 0, False
+    for line in body:
+        if line.startswith(("platform:", "max_batch_size:")):
+            keep.append(line)
+        if line in ("input [", "output ["):
+            in_io, depth = True, 0
+        if in_io:
+            if not line.startswith("label_filename"):
+                keep.append(line)
+            depth += line.count("[") - line.count("]")
+            if depth == 0:
+                in_io = False
+    return "\n".join(keep)
+
+
+def _check_same_model(config_path: Path, text: str, model_dir: Path, version: int, names: list[str] | None) -> None:
+    """Triton serves every version folder of a model with the one config.pbtxt: refuse a version
+    that would change what the other versions are (platform, batch limit, input, output, labels)."""
+    current = config_path.read_text(encoding="utf-8", errors="replace")
+    others = sorted(int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit() and int(d.name) != version)
+    if not others:
+        return
+    if "Written by resnet-deploy" not in current:
+        raise ConfigError(f"{model_dir} holds a model resnet-deploy did not write: ship under another --name")
+    labels_path = model_dir / "labels.txt"
+    old_labels = labels_path.read_text(encoding="utf-8", errors="replace").split() if labels_path.is_file() else None
+    new_labels = "\n".join(names).split() if names is not None else None
+    if _signature(current) != _signature(text) or old_labels != new_labels:
+        raise ConfigError(
+            f"{model_dir} holds version(s) {', '.join(map(str, others))} with another platform, batch limit, "
+            "input, output or labels, and one config.pbtxt serves them all: ship this under another --name"
+        )
+
+
+def _clean(text: str) -> str:
+    """One line of printable text for a config comment."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def render_config(
     *,
     name: str,
@@ -158,15 +204,15 @@ def render_config(
     header: Sequence[str] = (),
 ) -> str:
     """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``)."""
-    lines = [f"# {h}" for h in header]
-    lines += [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}"]
+    lines = [f"# {_clean(h)}" for h in header]
+    lines += [f"name: {_quote(name)}", f"platform: {_quote(platform)}", f"max_batch_size: {max_batch_size}"]
     in_dims = io.input_dims if max_batch_size > 0 else [io.fixed_batch or 1, *io.input_dims]
     out_dims = io.output_dims if max_batch_size > 0 else [io.fixed_batch or 1, *io.output_dims]
-    lines += ["input [", "  {", f'    name: "{io.input_name}"', f"    data_type: {_triton_type(io.input_dtype)}"]
+    lines += ["input [", "  {", f"    name: {_quote(io.input_name)}", f"    data_type: {_triton_type(io.input_dtype)}"]
     if max_batch_size > 0:  # Triton's image formats describe the 3 non-batch dims
         lines.append(f"    format: {io.input_format}")
     lines += [f"    dims: {_dims(in_dims)}", "  }", "]"]
-    lines += ["output [", "  {", f'    name: "{io.output_name}"', f"    data_type: {_triton_type(io.output_dtype)}"]
+    lines += ["output [", "  {", f"    name: {_quote(io.output_name)}", f"    data_type: {_triton_type(io.output_dtype)}"]
     lines.append(f"    dims: {_dims(out_dims)}")
     if labels:
         lines.append('    label_filename: "labels.txt"')
@@ -259,18 +305,28 @@ def ship(
     kind = kind.strip().lower()
     if kind not in KINDS:
         raise ConfigError(f"--kind {kind!r}: choose gpu or cpu")
-    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
-        raise ConfigError(f"--version {version}: must be a positive integer")
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 2**63:
+        # Triton parses version folders with stoll: a larger number aborts the whole server
+        raise ConfigError(f"--version {version}: must be an integer in 1-{2**63 - 1}")
     if instances <= 0:
         raise ConfigError(f"--instances {instances}: must be a positive integer")
     if max_queue_delay_us is not None and max_queue_delay_us < 0:
         raise ConfigError(f"--max-queue-delay-us {max_queue_delay_us}: must be >= 0")
     preferred = parse_batch_list(preferred_batch)
+    if max_queue_delay_us is None and preferred:
+        raise ConfigError("--preferred-batch configures the dynamic batcher: drop --no-dynamic-batching")
     repo_path = Path(repo).expanduser()
     if repo_path.exists() and not repo_path.is_dir():
         raise ConfigError(f"--repo {repo_path} is a file, not a folder")
     if not repo_path.parent.is_dir():
         raise ConfigError(f"the folder above --repo does not exist: {repo_path.parent}")
+    probe_dir = repo_path if repo_path.is_dir() else repo_path.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"cannot write in {probe_dir} ({e.strerror})") from None
 
     meta = artifact_metadata(src)
     if "model" not in meta or "image_size" not in meta:
@@ -366,12 +422,10 @@ def ship(
     model_dir = repo_path / model_name
     version_dir = model_dir / str(version)
     config_path = model_dir / "config.pbtxt"
-    if config_path.is_file():
-        existing = re.search(r'^platform:\s*"([^"]+)"', config_path.read_text(encoding="utf-8"), re.M)
-        if existing and existing.group(1) != platform and not replace:
-            raise ConfigError(
-                f"{model_dir} holds a {existing.group(1)} model: ship a {platform} under another --name (or --replace)"
-            )
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ConfigError(f"{model_dir} is a file, not a model folder")
+    if config_path.exists() and not config_path.is_file():
+        raise ConfigError(f"{config_path} is not a file")
     if version_dir.exists() and not replace:
         raise ConfigError(f"{version_dir} exists: choose another --version, or --replace it")
 
@@ -402,11 +456,19 @@ def ship(
         header=header,
     )
     validated = validate_config(text)
+    if not validated:
+        warnings.append("tritonclient is not installed: config.pbtxt was not parsed with Triton's schema")
+    if config_path.is_file():
+        _check_same_model(config_path, text, model_dir, version, names)
 
     repo_path.mkdir(exist_ok=True)
-    model_dir.mkdir(exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=model_dir))
+    new_model = not model_dir.exists()
+    # A new model is assembled whole under a hidden name and renamed into place; an existing one
+    # (same signature, checked above) gets its config and labels first, then the new version.
+    root = Path(tempfile.mkdtemp(prefix=f".{model_name}.", suffix=".tmp", dir=repo_path if new_model else model_dir))
     try:
+        staging = root / str(version)
+        staging.mkdir()
         shutil.copyfile(src, staging / filename)
         files = [filename]
         if sidecar is not None:
@@ -419,20 +481,23 @@ def ship(
             files.append(f"{filename}.parity.json")
         if sha256_file(staging / filename) != digest:
             raise ResnetDeployError(f"{src.name} changed while it was being copied: ship it again")
-        os.chmod(staging, 0o755)
-        if version_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".old", dir=model_dir))
-            os.replace(version_dir, old / "v")
-            os.replace(staging, version_dir)
-            shutil.rmtree(old, ignore_errors=True)
+        for d in (root, staging):
+            os.chmod(d, 0o755)
+        if new_model:
+            if names is not None:
+                (root / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+            (root / "config.pbtxt").write_text(text, encoding="utf-8")
+            os.replace(root, model_dir)
         else:
+            if names is not None:
+                atomic_write_text(model_dir / "labels.txt", "\n".join(names) + "\n")
+            atomic_write_text(config_path, text)
+            if version_dir.exists():  # --replace: the old version is gone for the moment of two renames
+                os.replace(version_dir, root / "old")
             os.replace(staging, version_dir)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    if names is not None:
-        atomic_write_text(model_dir / "labels.txt", "\n".join(names) + "\n")
-    atomic_write_text(config_path, text)
+        if root.exists():
+            shutil.rmtree(root, ignore_errors=True)
     return ShipReport(
         repository=str(repo_path.resolve()),
         model_dir=str(model_dir.resolve()),

@@ -211,3 +211,44 @@ def test_ship_cli(artifact: Path, tmp_path: Path) -> None:
     export_onnx(create_model("resnet20", weights="random"), random)
     result = runner.invoke(app, ["ship", str(random), "--repo", str(repo), "--name", "r", "--force"])
     assert result.exit_code == 0 and "shipped with --force" in result.stderr
+
+
+def test_one_config_serves_every_version(artifact: Path, tmp_path: Path) -> None:
+    """Triton reads one config.pbtxt for all versions of a model: a version that would change the
+    platform, input, output or batch limit of the others is refused, whichever number it has."""
+    repo = tmp_path / "repo"
+    ship(artifact, repo, name="m", version=2)
+    px = Path(add_pixel_input(artifact, tmp_path / "px.onnx").path)
+    with pytest.raises(ConfigError, match="another --name"):
+        ship(px, repo, name="m", version=1)  # uint8 NHWC beside a float NCHW version 2
+    with pytest.raises(ConfigError, match="another --name"):
+        ship(artifact, repo, name="m", version=3, max_batch=8)
+    ship(artifact, repo, name="m", version=3, instances=4)  # serving settings may change
+    assert "count: 4" in (repo / "m" / "config.pbtxt").read_text()
+    with pytest.raises(ConfigError, match="another --name"):
+        ship(px, repo, name="m", version=2, replace=True)  # version 3 stays float
+    assert sorted(p.name for p in (repo / "m").iterdir()) == ["2", "3", "config.pbtxt", "labels.txt"]
+    (repo / "m" / "3").rename(repo / "m" / "old3")  # leave version 2 alone: it may be replaced
+    import shutil
+
+    shutil.rmtree(repo / "m" / "old3")
+    ship(px, repo, name="m", version=2, replace=True)
+    assert "TYPE_UINT8" in (repo / "m" / "config.pbtxt").read_text()
+
+
+def test_bad_values_never_reach_the_repository(artifact: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(ConfigError, match="--version"):
+        ship(artifact, repo, version=2**63)  # Triton's stoll would abort the server
+    with pytest.raises(ConfigError, match="--no-dynamic-batching"):
+        ship(artifact, repo, preferred_batch="8", max_queue_delay_us=None)
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("\n".join(f"caf\xe9 {i}" for i in range(10)).encode("latin-1"))
+    with pytest.raises(ConfigError, match="UTF-8"):
+        ship(artifact, repo, labels=bad)
+    assert not repo.exists()
+    odd = tmp_path / 'evil"\nmax_batch_size: 7\n#.onnx'
+    odd.write_bytes(artifact.read_bytes())
+    ship(odd, repo, name="odd", force=True)  # no record for this copy
+    c = parse(repo / "odd" / "config.pbtxt")
+    assert c.max_batch_size == 64  # the file name stayed inside a comment
