@@ -663,7 +663,9 @@ def _render_pixels(report: Any) -> None:
     worst = max((r.diff_to_scale for r in report.parity), default=0.0)
     out.print(
         f"[bold]{escape(report.path)}[/]  "
-        + escape(f"({report.file_size_bytes / 1e6:.1f} MB, input uint8 [{shape}] pixels, sha256 {report.sha256[:12]}...)"),
+        + escape(
+            f"({report.file_size_bytes / 1e6:.1f} MB, input uint8 [{shape}] pixels, sha256 {report.sha256[:12]}...)"
+        ),
         highlight=False,
     )
     out.print(
@@ -1452,7 +1454,9 @@ def ship_cmd(
     max_queue_delay_us: Annotated[
         int | None,
         typer.Option(
-            "--max-queue-delay-us", help="How long the dynamic batcher waits to fill a batch [default: 100].", show_default=False
+            "--max-queue-delay-us",
+            help="How long the dynamic batcher waits to fill a batch [default: 100].",
+            show_default=False,
         ),
     ] = None,
     no_dynamic_batching: Annotated[
@@ -1533,6 +1537,9 @@ def predict_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 32,
     threads: Annotated[int | None, typer.Option(help="CPU threads.", show_default=False)] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint.", show_default=False)
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Classify images with an artifact: top-k labels and probabilities."""
@@ -1540,7 +1547,9 @@ def predict_cmd(
 
     if topk <= 0:
         raise ConfigError(f"--topk {topk}: must be a positive integer")
-    with Predictor.from_artifact(artifact, backend, labels=labels, batch_size=batch_size, threads=threads) as p:
+    with Predictor.from_artifact(
+        artifact, backend, labels=labels, batch_size=batch_size, threads=threads, depth=depth
+    ) as p:
         if p.metadata.get("weights_trained") == "false":
             err.print(
                 "[bold yellow]warning:[/] random (untrained) weights: the labels are meaningless", highlight=False
@@ -1590,7 +1599,10 @@ def serve_cmd(
         int | None, typer.Option(help="CPU threads per instance (default: cores / instances).", show_default=False)
     ] = None,
     log_file: Annotated[
-        Path | None, typer.Option("--log-file", help="Keep tritonserver's log here.", show_default=False)
+        str | None, typer.Option("--log-file", help="Keep tritonserver's log here.", show_default=False)
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint.", show_default=False)
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the server's endpoints as one JSON line once it is ready.")
@@ -1599,6 +1611,7 @@ def serve_cmd(
     """Serve an artifact on a real Triton Inference Server (PyTriton): HTTP, gRPC, metrics, dynamic batching."""
     import json
 
+    from .reports import check_output_path
     from .serve import ServeOptions, TritonServer
     from .ship import parse_batch_list
 
@@ -1614,35 +1627,42 @@ def serve_cmd(
         preferred_batch=parse_batch_list(preferred_batch),
         instances=instances,
         backend=backend,
+        depth=depth,
         threads=threads,
-        log_file=str(log_file) if log_file is not None else None,
+        log_file=str(check_output_path(log_file, "tritonserver.log")) if log_file is not None else None,
     )
     server = TritonServer(options)
+    # PyTriton echoes tritonserver's own output on stdout: send it to stderr, so stdout carries
+    # only the ready line(s) below (--json: exactly one JSON line).
+    real_stdout = sys.stdout
+    console = Console(file=real_stdout, highlight=False)
+    sys.stdout = sys.stderr
     try:
         with err.status("starting Triton Inference Server", spinner="dots"):
             info = server.start()
         if json_out:
-            sys.stdout.write(json.dumps(to_jsonable(info)) + "\n")
-            sys.stdout.flush()
+            real_stdout.write(json.dumps(to_jsonable(info)) + "\n")
+            real_stdout.flush()
         else:
-            out.print(
+            console.print(
                 f"[bold green]ready[/] model [bold]{escape(info.model)}[/] ({escape(str(info.runner.get('runner')))}, "
                 f"max batch {info.max_batch_size}, {info.instances} instance(s), started in {info.startup_seconds:.1f} s)",
                 highlight=False,
             )
             inp = info.input
-            out.print(
+            console.print(
                 f"  input   {escape(inp['name'])} {inp['dtype']} {inp['shape']} ({inp['format']})", highlight=False
             )
-            out.print(f"  output  {escape(info.output['name'])} float32 {info.output['shape']}", highlight=False)
-            out.print(f"  HTTP    {info.http}   (health: {info.http}/v2/health/ready)", highlight=False)
-            out.print(f"  gRPC    {info.grpc}", highlight=False)
-            out.print(f"  metrics {info.metrics}", highlight=False)
-            out.print("[dim]Ctrl-C or SIGTERM stops the server[/]")
-            sys.stdout.flush()
+            console.print(f"  output  {escape(info.output['name'])} float32 {info.output['shape']}", highlight=False)
+            console.print(f"  HTTP    {info.http}   (health: {info.http}/v2/health/ready)", highlight=False)
+            console.print(f"  gRPC    {info.grpc}", highlight=False)
+            console.print(f"  metrics {info.metrics}", highlight=False)
+            console.print("[dim]Ctrl-C or SIGTERM stops the server[/]")
+            real_stdout.flush()
         received = server.wait()
     finally:
         server.stop()
+        sys.stdout = real_stdout
     err.print(f"stopped ({received})", highlight=False)
 
 

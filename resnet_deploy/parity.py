@@ -193,6 +193,14 @@ def compare(
     t0 = time.perf_counter()
     if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if not isinstance(candidate, Runner) and not isinstance(reference, Runner) and str(reference) != "torch":
+        from pathlib import Path
+
+        from .weights import sha256_file
+
+        c, r = Path(candidate), Path(reference)
+        if c.is_file() and r.is_file() and sha256_file(c) == sha256_file(r):
+            raise ConfigError(f"the reference {r.name} is the candidate itself (same bytes): nothing would be checked")
     cand = candidate if isinstance(candidate, Runner) else open_runner(candidate, providers=providers)
     meta = getattr(cand, "metadata", {})
     precision = meta.get("precision", "fp32")

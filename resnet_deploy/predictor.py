@@ -85,7 +85,13 @@ def softmax(logits: NDArray[Any]) -> NDArray[Any]:
     return probs
 
 
-def open_backend(artifact: str | os.PathLike[str], backend: str = "auto", *, threads: int | None = None) -> Runner:
+def open_backend(
+    artifact: str | os.PathLike[str],
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    depth: int | str | None = None,
+) -> Runner:
     """The runner for ``artifact`` on ``backend`` (auto: TensorRT for a plan, ONNX Runtime on the
     CPU for an ONNX, PyTorch for a model id or checkpoint). A GPU backend that cannot start is an
     error, never a silent move to the CPU."""
@@ -95,7 +101,7 @@ def open_backend(artifact: str | os.PathLike[str], backend: str = "auto", *, thr
     path = Path(artifact)
     suffix = path.suffix.lower()
     if key == "auto":
-        return open_runner(os.fspath(artifact), threads=threads)
+        return open_runner(os.fspath(artifact), threads=threads, depth=depth)
     if key.startswith("onnxruntime"):
         if suffix != ".onnx":
             raise ConfigError(f"backend {key} runs .onnx files, not {path.name}")
@@ -113,7 +119,7 @@ def open_backend(artifact: str | os.PathLike[str], backend: str = "auto", *, thr
         return TensorRTRunner(path)
     if suffix in (".onnx", ".plan", ".engine"):
         raise ConfigError(f"backend torch runs model ids and checkpoints, not {path.name}")
-    return open_runner(os.fspath(artifact), threads=threads)
+    return open_runner(os.fspath(artifact), threads=threads, depth=depth)
 
 
 class Predictor:
@@ -155,10 +161,13 @@ class Predictor:
         labels: str | os.PathLike[str] | Sequence[str] | None = None,
         batch_size: int | None = None,
         threads: int | None = None,
+        depth: int | str | None = None,
     ) -> Predictor:
-        """Open ``path`` (an ONNX file, a TensorRT plan, a model id or a checkpoint) on ``backend``:
-        auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch."""
-        return cls(open_backend(path, backend, threads=threads), labels=labels, batch_size=batch_size)
+        """Open ``path`` (an ONNX file, a TensorRT plan, a model id or a ``.pth`` checkpoint, whose
+        architecture ``depth`` names) on ``backend``: auto | onnxruntime | onnxruntime-cuda |
+        onnxruntime-tensorrt | tensorrt | torch."""
+        runner = open_backend(path, backend, threads=threads, depth=depth)
+        return cls(runner, labels=labels, batch_size=batch_size)
 
     @property
     def preprocess(self) -> Preprocess:

@@ -134,13 +134,17 @@ def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
     if not path.is_file():
         return None  # a model id or a runner: nothing on disk to vouch for
     ref = report.reference
-    reference = str(ref.get("model") or ref.get("path") or ref.get("runner") or "reference")
+    if ref.get("path") and Path(str(ref["path"])).is_file():
+        ref_path = Path(str(ref["path"]))
+        reference = f"{ref_path.resolve()} (sha256 {sha256_file(ref_path)[:16]}, {ref.get('runner', '?')})"
+    else:
+        reference = f"{ref.get('model') or ref.get('label') or 'reference'} ({ref.get('runner', '?')})"
     return write_record(
         path,
         sha256=sha256_file(path),
         passed=report.passed,
         step="check",
-        reference=f"{reference} ({ref.get('runner', '?')})",
+        reference=reference,
         tolerance="; ".join(sorted({row.result.tolerance for row in report.rows})),
         results=[row.to_dict() for row in report.rows],
         weights_trained=artifact_metadata(path).get("weights_trained", "true") == "true",

@@ -63,15 +63,24 @@ def fix_libpython_path(env: dict[str, str] | None = None) -> str | None:
 
 
 def busy_ports(address: str, ports: list[int]) -> list[int]:
-    """The ports in ``ports`` that cannot be bound on ``address`` right now."""
+    """The ports in ``ports`` already in use on ``address``; an address this machine cannot listen
+    on at all is a ConfigError."""
+    import errno
+
+    try:
+        infos = socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"--address {address}: {e.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
     busy = []
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     for port in ports:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT leftover is not busy
             try:
-                s.bind((address, port))
-            except OSError:
+                s.bind((sockaddr[0], port, *sockaddr[2:]))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise ConfigError(f"cannot listen on {address} port {port}: {e.strerror}") from None
                 busy.append(port)
     return busy
 
@@ -96,6 +105,7 @@ class ServeOptions:
     preferred_batch: list[int] = field(default_factory=list)
     instances: int = 1
     backend: str = "auto"
+    depth: int | str | None = None  # the architecture of a .pth checkpoint
     threads: int | None = None  # per instance; default: the cores divided among the instances
     log_file: str | None = None  # tritonserver's log (default: a temp file, removed after a clean stop)
     log_verbose: int = 0
@@ -155,7 +165,7 @@ class TritonServer:
 
         o = self.options
         threads = o.threads or max(1, cpu_count() // o.instances)
-        runners = [open_backend(o.artifact, o.backend, threads=threads) for _ in range(o.instances)]
+        runners = [open_backend(o.artifact, o.backend, threads=threads, depth=o.depth) for _ in range(o.instances)]
         first = runners[0]
         if first.fixed_batch is not None:
             raise ConfigError(
@@ -167,7 +177,7 @@ class TritonServer:
             self._runners.append(r)
         return runners
 
-    def _infer_func(self, runner: Runner, out_name: str) -> Callable[..., Any]:
+    def _infer_func(self, runner: Runner, out_name: str, out_dtype: np.dtype[Any]) -> Callable[..., Any]:
         from pytriton.decorators import batch
 
         lock = None if runner.thread_safe else threading.Lock()
@@ -180,7 +190,7 @@ class TritonServer:
             else:
                 with lock:
                     logits = runner.infer_all(x)
-            return {out_name: np.ascontiguousarray(logits, dtype=np.float32)}
+            return {out_name: np.ascontiguousarray(logits, dtype=out_dtype)}
 
         wrapped: Callable[..., Any] = infer
         return wrapped
@@ -208,7 +218,7 @@ class TritonServer:
             meta = dict(getattr(first, "metadata", {}) or {})
             if "num_classes" not in meta and hasattr(first, "model"):
                 meta["num_classes"] = str(first.model.fc.out_features)
-            name = o.name or meta.get("model") or "resnet"
+            name = str(o.name or meta.get("model") or getattr(getattr(first, "model", None), "model_name", "resnet"))
             if not _NAME.match(name):
                 raise ConfigError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
             num_classes = len(class_names(meta))
@@ -226,6 +236,10 @@ class TritonServer:
                 raise ConfigError(f"--preferred-batch {preferred}: each size must be in 1-{max_batch}")
             pre = first.preprocess
             in_shape = tuple(int(d) for d in pre.input_shape(1)[1:])
+            # The artifact's own I/O types (an --fp16-io model takes and gives fp16, as in a shipped
+            # repository), so a client written for this server works against Triton on GPUs too.
+            in_dtype = np.dtype(np.float16 if meta.get("input_dtype") == "float16" else pre.dtype)
+            out_dtype = np.dtype(np.float16 if meta.get("output_dtype") == "float16" else np.float32)
             in_name = meta.get("input_name", "input")
             out_name = meta.get("output_name", "logits")
 
@@ -256,9 +270,9 @@ class TritonServer:
             self._triton = Triton(config=config, security_config=security)
             self._triton.bind(
                 model_name=name,
-                infer_func=[self._infer_func(r, out_name) for r in runners],
-                inputs=[Tensor(name=in_name, dtype=np.dtype(pre.dtype).type, shape=in_shape)],
-                outputs=[Tensor(name=out_name, dtype=np.float32, shape=(num_classes,))],
+                infer_func=[self._infer_func(r, out_name, out_dtype) for r in runners],
+                inputs=[Tensor(name=in_name, dtype=in_dtype.type, shape=in_shape)],
+                outputs=[Tensor(name=out_name, dtype=out_dtype.type, shape=(num_classes,))],
                 config=ModelConfig(
                     max_batch_size=max_batch,
                     batcher=DynamicBatcher(
@@ -277,13 +291,8 @@ class TritonServer:
             model=name,
             artifact=str(Path(o.artifact).resolve()) if Path(o.artifact).exists() else o.artifact,
             runner=first.describe(),
-            input={
-                "name": in_name,
-                "dtype": np.dtype(pre.dtype).name,
-                "shape": [-1, *in_shape],
-                "format": pre.input_format,
-            },
-            output={"name": out_name, "dtype": "float32", "shape": [-1, num_classes]},
+            input={"name": in_name, "dtype": in_dtype.name, "shape": [-1, *in_shape], "format": pre.input_format},
+            output={"name": out_name, "dtype": out_dtype.name, "shape": [-1, num_classes]},
             max_batch_size=max_batch,
             max_queue_delay_us=o.max_queue_delay_us,
             preferred_batch=preferred,
@@ -300,9 +309,20 @@ class TritonServer:
 
     @contextlib.contextmanager
     def _startup_watchdog(self, log_file: Path) -> Iterator[None]:
-        """PyTriton polls a dead server for 120 s: interrupt ``run`` as soon as tritonserver exits."""
+        """PyTriton polls a dead server for 120 s: interrupt ``run`` as soon as tritonserver exits.
+        The interrupt is a SIGINT to ourselves, so SIGINT must not be ignored meanwhile (it is, for
+        a command started with '&' from a script); and gevent, which tritonclient's HTTP client
+        runs on, must not print a traceback when Ctrl-C lands inside it."""
         done = threading.Event()
         died: list[bool] = []
+        main = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+        with contextlib.suppress(Exception):
+            import gevent
+
+            hub = gevent.get_hub()
+            if not issubclass(KeyboardInterrupt, hub.NOT_ERROR):
+                hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
 
         def watch() -> None:
             while not done.wait(0.25):
@@ -326,6 +346,8 @@ class TritonServer:
         finally:
             done.set()
             thread.join(timeout=1)
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
 
     def wait(self) -> str:
         """Block until SIGINT/SIGTERM (returns the signal's name) or until Triton dies (ServeError)."""
@@ -388,6 +410,8 @@ def _last_error(log_file: Path | None) -> str:
     if log_file is None or not log_file.is_file():
         return "no tritonserver log"
     lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    benign = ("CudaDriverHelper has not been initialized", "Unable to allocate pinned system memory")
+    lines = [line for line in lines if not any(b in line for b in benign)]
     errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
     return _one_line((errors or lines or ["empty tritonserver log"])[-1])
 

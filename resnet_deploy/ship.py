@@ -165,7 +165,9 @@ def _check_same_model(config_path: Path, text: str, model_dir: Path, version: in
     """Triton serves every version folder of a model with the one config.pbtxt: refuse a version
     that would change what the other versions are (platform, batch limit, input, output, labels)."""
     current = config_path.read_text(encoding="utf-8", errors="replace")
-    others = sorted(int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit() and int(d.name) != version)
+    others = sorted(
+        int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit() and int(d.name) != version
+    )
     if not others:
         return
     if "Written by resnet-deploy" not in current:
@@ -212,7 +214,12 @@ def render_config(
     if max_batch_size > 0:  # Triton's image formats describe the 3 non-batch dims
         lines.append(f"    format: {io.input_format}")
     lines += [f"    dims: {_dims(in_dims)}", "  }", "]"]
-    lines += ["output [", "  {", f"    name: {_quote(io.output_name)}", f"    data_type: {_triton_type(io.output_dtype)}"]
+    lines += [
+        "output [",
+        "  {",
+        f"    name: {_quote(io.output_name)}",
+        f"    data_type: {_triton_type(io.output_dtype)}",
+    ]
     lines.append(f"    dims: {_dims(out_dims)}")
     if labels:
         lines.append('    label_filename: "labels.txt"')

@@ -53,6 +53,7 @@ def server(digits_onnx: Path) -> Iterator[Server]:
         code, _, orphans = stop_server(s, signal.SIGTERM)
         assert code == 0 and not orphans, (code, orphans, "".join(s.stderr_lines)[-1000:])
         assert "stopped (SIGTERM)" in "".join(s.stderr_lines)
+        assert s.proc.stdout is not None and s.proc.stdout.read() == ""  # --json: one line, nothing else
 
 
 def infer(client: Any, mod: Any, x: np.ndarray, name: str = "digits", dtype: str = "FP32") -> np.ndarray:
@@ -194,3 +195,60 @@ def test_libpython_goes_first_on_the_library_path() -> None:
     fix_libpython_path(env)  # idempotent
     assert env["LD_LIBRARY_PATH"] == f"{libdir}:/opt/x:/opt/y"
     assert fix_libpython_path({}) == libdir
+
+
+def test_model_id_name_fp16_io_and_interrupted_start(tmp_path: Path, digits_onnx: Path) -> None:
+    from resnet_deploy.precision import to_fp16
+
+    s = start_server("resnet20", "--backend", "torch")  # a zoo id: served under its own name
+    try:
+        assert s.info["model"] == "resnet20" and s.info["runner"]["runner"] == "torch"
+    finally:
+        assert stop_server(s)[0] == 0
+    half = Path(to_fp16(digits_onnx, tmp_path / "half.onnx", keep_io_types=False).path)
+    s = start_server(half)
+    try:  # fp16 in, fp16 out: the same types as the shipped repository declares
+        assert s.info["input"]["dtype"] == "float16" and s.info["output"]["dtype"] == "float16"
+        x = np.zeros((2, 3, 32, 32), np.float16)
+        got = infer(th.InferenceServerClient(s.http), th, x, name="resnet20", dtype="FP16")
+        assert got.dtype == np.float16 and got.shape == (2, 10)
+    finally:
+        assert stop_server(s)[0] == 0
+    http, grpc, metrics_port = free_ports(3)
+    ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics_port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnet_deploy", "serve", str(digits_onnx), *ports],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # Ctrl-C while Triton is starting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert_one_line_error(proc.returncode, err, "interrupted", exit_code=130)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(f"--http-port {http}" in c for c in _cmdlines()):
+        time.sleep(0.2)
+    assert not any(f"--http-port {http}" in c for c in _cmdlines())  # no tritonserver left behind
+
+
+def _cmdlines() -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+    return out
+
+
+def test_unusable_address_is_a_one_line_error(digits_onnx: Path) -> None:
+    for address, needle in (("nosuch.invalid", "--address nosuch.invalid"), ("10.255.255.1", "cannot listen")):
+        r = subprocess.run(
+            [sys.executable, "-m", "resnet_deploy", "serve", str(digits_onnx), "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert_one_line_error(r.returncode, r.stderr, needle, exit_code=2)

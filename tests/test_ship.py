@@ -252,3 +252,21 @@ def test_bad_values_never_reach_the_repository(artifact: Path, tmp_path: Path) -
     ship(odd, repo, name="odd", force=True)  # no record for this copy
     c = parse(repo / "odd" / "config.pbtxt")
     assert c.max_batch_size == 64  # the file name stayed inside a comment
+
+
+def test_a_self_check_is_no_evidence(artifact: Path, tmp_path: Path) -> None:
+    from resnet_deploy.parity import compare
+
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(artifact.read_bytes())
+    with pytest.raises(ConfigError, match="is the candidate itself"):
+        compare(copy, artifact)
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(copy), "--reference", str(copy)])
+    assert_one_line_error(result.exit_code, result.stderr, "candidate itself", exit_code=2)
+    assert not record_path(copy).exists()
+    px = Path(add_pixel_input(artifact, tmp_path / "px.onnx").path)
+    result = runner.invoke(app, ["check", str(px), "--reference", str(artifact)])
+    assert result.exit_code == 0, result.stderr
+    record = read_record(px)
+    assert record is not None and record.step == "check" and str(artifact.resolve()) in record.reference

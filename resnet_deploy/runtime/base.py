@@ -143,7 +143,7 @@ def open_runner(
         if weights is not None:
             raise ConfigError("give the checkpoint as the artifact or as --weights, not both")
         if depth is None:
-            raise ConfigError(f"{path.name} is a PyTorch checkpoint: name its architecture (eval/bench: --depth N)")
+            raise ConfigError(f"{path.name} is a PyTorch checkpoint: name its architecture (--depth N)")
         return TorchRunner.from_checkpoint(depth, path, threads=threads)
     if path.is_file() or path.suffix:
         raise ConfigError(
