@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 from ._version import __version__
-from .errors import ConfigError, ExportError, MissingDependencyError, ParityError
+from .errors import ConfigError, ExportError, MissingDependencyError
 from .fold import fold_batchnorm
 from .models.cfg import ModelCfg
 from .models.profile import count_macs, count_params
 from .models.registry import create_model
 from .models.resnet import ResNet
-from .parity import FP32_TOLERANCE, ParityResult, Tolerance
+from .parity import FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
 from .records import write_record
 from .reports import atomic_path, check_output_path
 from .weights import WeightsInfo, WeightsSpec, sha256_file
@@ -651,10 +651,7 @@ def _export(
                 f"{worst.max_abs_diff:.3g} = {worst.diff_to_scale:.3g} x max|logit| "
                 f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
             )
-            if not allow_mismatch:
-                report.written = False
-                raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
-            report.warnings.append(message + "; kept because of --allow-mismatch")
+            refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
     write_record(
         out_path,
         sha256=report.sha256,

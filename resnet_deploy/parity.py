@@ -58,6 +58,17 @@ class ParityResult:
         return asdict(self)
 
 
+def refuse_or_keep(report: Any, message: str, keep: str | None) -> None:
+    """The verdict on a failed comparison: raise ParityError with the report (the caller writes
+    nothing) unless ``keep`` names why the file is kept anyway, which the report's warnings say."""
+    from .errors import ParityError
+
+    if keep is None:
+        report.written = False
+        raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+    report.warnings.append(f"{message}; kept because of {keep}")
+
+
 def _topk(x: NDArray[Any], k: int) -> NDArray[Any]:
     k = min(k, x.shape[1])
     return np.sort(np.argsort(-x, axis=1, kind="stable")[:, :k], axis=1)
@@ -193,7 +204,14 @@ def compare(
     t0 = time.perf_counter()
     if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    if not isinstance(candidate, Runner) and not isinstance(reference, Runner) and str(reference) != "torch":
+    cpu_only = tuple(providers) == ("CPUExecutionProvider",)
+    if (
+        cpu_only
+        and not isinstance(candidate, Runner)
+        and not isinstance(reference, Runner)
+        and str(reference) != "torch"
+    ):
+        # (the same file on a GPU provider against the CPU is a real check; on the CPU twice it is not)
         from pathlib import Path
 
         from .weights import sha256_file

@@ -23,8 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ._version import __version__
 from .artifacts import load_onnx
 from .data import FLOAT_NCHW, UINT8_NHWC, Preprocess
-from .errors import ConfigError, ExportError, ParityError
-from .parity import DEFAULT_TOLERANCES, FP32_TOLERANCE, ParityResult, Tolerance
+from .errors import ConfigError, ExportError
+from .parity import DEFAULT_TOLERANCES, FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
 from .records import write_record
 from .reports import atomic_path, check_output_path
 from .weights import sha256_file
@@ -205,10 +205,7 @@ def add_pixel_input(
                 f"the pixel-input model differs from {src_path.name}: max|diff| {worst.diff_to_scale:.3g} x "
                 f"max|logit| (tolerance {tolerance.describe()})"
             )
-            if not allow_mismatch:
-                report.written = False
-                raise ParityError(message + "; nothing was written", report)
-            report.warnings.append(message + "; kept because of --allow-mismatch")
+            refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
     write_record(
         out,
         sha256=report.sha256,

@@ -29,8 +29,8 @@ from onnx import TensorProto, numpy_helper
 
 from ._version import __version__
 from .artifacts import load_onnx
-from .errors import ConfigError, DataError, ExportError, MissingDependencyError, ParityError
-from .parity import ParityResult, Tolerance, compare_outputs
+from .errors import ConfigError, DataError, ExportError, MissingDependencyError
+from .parity import ParityResult, Tolerance, compare_outputs, refuse_or_keep
 from .records import write_record
 from .reports import atomic_path, check_output_path
 from .weights import sha256_file
@@ -106,10 +106,7 @@ def _judge(report: PrecisionReport, tmp: Path, tolerance: Tolerance, *, keep: st
         f"{worst.cosine_min:.6f}, top-1 agreement {worst.top1_agreement:.0%}, max|diff| "
         f"{worst.diff_to_scale:.3g} x max|logit|"
     )
-    if keep is None:
-        report.written = False
-        raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
-    report.warnings.append(f"{message}; kept because of {keep}")
+    refuse_or_keep(report, message, keep)
 
 
 def _write_record(report: PrecisionReport, meta: dict[str, str]) -> None:

@@ -134,14 +134,18 @@ def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
     if not path.is_file():
         return None  # a model id or a runner: nothing on disk to vouch for
     ref = report.reference
+    digest = sha256_file(path)
     if ref.get("path") and Path(str(ref["path"])).is_file():
         ref_path = Path(str(ref["path"]))
-        reference = f"{ref_path.resolve()} (sha256 {sha256_file(ref_path)[:16]}, {ref.get('runner', '?')})"
+        ref_sha = sha256_file(ref_path)
+        if ref_sha == digest:
+            return None  # the file against itself (on another provider): no evidence about the file
+        reference = f"{ref_path.resolve()} (sha256 {ref_sha[:16]}, {ref.get('runner', '?')})"
     else:
         reference = f"{ref.get('model') or ref.get('label') or 'reference'} ({ref.get('runner', '?')})"
     return write_record(
         path,
-        sha256=sha256_file(path),
+        sha256=digest,
         passed=report.passed,
         step="check",
         reference=reference,

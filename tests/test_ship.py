@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,13 @@ from typer.testing import CliRunner
 
 from resnet_deploy import ConfigError, EngineError, create_model, export_onnx
 from resnet_deploy.cli import app
-from resnet_deploy.engine import Sidecar, sidecar_path
+from resnet_deploy.engine import sidecar_path
 from resnet_deploy.pixels import add_pixel_input
 from resnet_deploy.records import read_record, record_path, write_record
 from resnet_deploy.ship import ShipRefused, ship
 from resnet_deploy.weights import sha256_file
 from tests.helpers import assert_one_line_error
+from tests.test_engine import make_sidecar
 
 
 def parse(path: Path) -> Any:
@@ -139,23 +139,13 @@ def fake_plan(tmp_path: Path, onnx_path: Path, min_b: int = 1, max_b: int = 32) 
     data = b"not really a TensorRT plan" * 10
     plan.write_bytes(data)
     meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    sidecar = Sidecar(
+    sidecar = make_sidecar(
+        data,
         tensorrt_version="10.13.0",
-        cuda_version="12",
-        gpu_name="NVIDIA H200",
-        compute_capability="9.0",
-        hardware_compat="none",
-        version_compatible=False,
-        build_mode="strongly-typed",
         precision="fp32",
         profile={"min": [min_b, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [max_b, 3, 32, 32]},
-        input_name="input",
-        output_name="logits",
         source_onnx=str(onnx_path),
         source_onnx_sha256=sha256_file(onnx_path),
-        plan_sha256=hashlib.sha256(data).hexdigest(),
-        plan_size_bytes=len(data),
-        build_seconds=1.0,
         metadata=meta,
     )
     sidecar_path(plan).write_text(json.dumps(sidecar.to_dict()))
