@@ -57,6 +57,24 @@ def describe_onnx(path: str | os.PathLike[str]) -> dict[str, Any]:
         "num_nodes": sum(ops.values()),
         "nodes_by_op": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "metadata": {p.key: p.value for p in model.metadata_props},
+        "parity_record": _record_status(Path(path)),
+    }
+
+
+def _record_status(path: Path) -> dict[str, Any]:
+    """Whether ``path`` has a passing parity record for its current bytes (what ``ship`` requires)."""
+    from .records import read_record, record_path, record_problem
+    from .weights import sha256_file
+
+    record = read_record(path)
+    problem = record_problem(path, sha256_file(path))
+    return {
+        "path": str(record_path(path)),
+        "ok": problem is None,
+        "problem": problem,
+        "step": record.step if record else None,
+        "reference": record.reference if record else None,
+        "created": record.created if record else None,
     }
 
 

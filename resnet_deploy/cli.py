@@ -1686,6 +1686,11 @@ def info_cmd(
         grid.add_row(escape(io_["name"]), escape(f"{io_['dtype']} {io_['shape']}"))
     grid.add_row("opset", str(desc["opset"]))
     grid.add_row("nodes", ", ".join(f"{op} {n}" for op, n in desc["nodes_by_op"].items()))
+    rec = desc["parity_record"]
+    if rec["ok"]:
+        grid.add_row("parity", escape(f"passed ({rec['step']} vs {rec['reference']}, {rec['created']})"))
+    else:
+        grid.add_row("parity", "[yellow]" + escape(str(rec["problem"])) + "[/]")
     for key, value in desc["metadata"].items():
         grid.add_row(escape(key), escape(value))
     out.print(grid)

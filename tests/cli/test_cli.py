@@ -83,6 +83,12 @@ def test_info_command(tmp_path: Path) -> None:
     desc = json.loads(out)
     assert code == 0 and desc["inputs"] == [{"name": "input", "dtype": "float32", "shape": ["batch", 3, 32, 32]}]
     assert desc["metadata"]["model"] == "resnet20"
+    assert desc["parity_record"]["ok"] and desc["parity_record"]["step"] == "export"
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    model.doc_string = "edited after it was verified"
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    code, out, _ = run("info", str(tmp_path / "m.onnx"))
+    assert code == 0 and "for other bytes" in out
     code, _, err = run("info", str(tmp_path / "nope.onnx"))
     assert_one_line_error(code, err, "file not found")
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage" * 10)
