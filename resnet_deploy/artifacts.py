@@ -25,6 +25,17 @@ def load_onnx(path: str | os.PathLike[str], *, load_weights: bool = True) -> onn
         raise ConfigError(f"{p} is not a readable ONNX model ({type(e).__name__})") from None
 
 
+def save_checked(model: onnx.ModelProto, path: Path, what: str) -> None:
+    """Save ``model`` to ``path`` (a temp file) and run the full ONNX checker on the file."""
+    from .errors import ExportError
+
+    onnx.save_model(model, str(path))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the {what} ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
+
+
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from onnx import TensorProto, numpy_helper
 
 from ._version import __version__
-from .artifacts import load_onnx
+from .artifacts import load_onnx, save_checked
 from .errors import ConfigError, DataError, ExportError, MissingDependencyError
 from .parity import ParityResult, Tolerance, compare_outputs, refuse_or_keep
 from .records import write_record
@@ -318,12 +318,8 @@ def to_fp16(
     if clamped:
         report.warnings.append(f"{clamped} weight value(s) outside the fp16 range were clamped to +-{FP16_MAX:g}")
     with atomic_path(out) as tmp:
-        onnx.save_model(model, str(tmp))
+        save_checked(model, tmp, "fp16")
         del model
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise ExportError(f"the fp16 ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
         say("comparing fp16 with fp32 in ONNX Runtime")
         for x in _parity_inputs(meta, seed, _batch_sizes(meta)):
             report.parity.append(compare_outputs(run_onnx(src_path, x), run_onnx(tmp, x), tolerance))
@@ -665,12 +661,8 @@ def quantize_int8(
         )
         qmodel.producer_name, qmodel.producer_version = "resnet-deploy", __version__
         nodes = Counter(n.op_type for n in qmodel.graph.node)
-        onnx.save_model(qmodel, str(tmp))
+        save_checked(qmodel, tmp, "int8")
         del qmodel
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise ExportError(f"the int8 ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
         report = PrecisionReport(
             path=str(out.resolve()),
             source=str(src_path.resolve()),
