@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,69 @@ def test_a_self_check_is_no_evidence(artifact: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     record = read_record(px)
     assert record is not None and record.step == "check" and str(artifact.resolve()) in record.reference
+
+
+@pytest.mark.serve
+def test_triton_itself_validates_the_repository(artifact: Path, digits: Any, tmp_path: Path) -> None:
+    """The tritonserver binary PyTriton bundles (Triton's own core) polls the repository: every
+    config we write passes its model-config validation and fails only where this CPU-only build has
+    no onnxruntime / tensorrt backend library. A broken config in the same repository is the
+    control: Triton rejects that one at poll time."""
+    import re
+    import subprocess
+
+    pytriton = pytest.importorskip("pytriton", reason="needs the serve extra (it bundles tritonserver)")
+    from benchmarks.serve_load import free_ports
+
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    repo = tmp_path / "repo"
+    ship(artifact, repo, name="float", kind="cpu", preferred_batch="4,8", instances=2)
+    ship(Path(add_pixel_input(artifact, tmp_path / "px.onnx").path), repo, name="pixels", kind="cpu")
+    ship(artifact, repo, name="accelerated", accelerator="fp16")
+    fixed = tmp_path / "b4.onnx"
+    export_onnx(digits.model, fixed, batch=4)
+    ship(fixed, repo, name="fixed", kind="cpu")
+    plan = fake_plan(tmp_path, artifact)
+    write_record(plan, sha256=sha256_file(plan), passed=True, step="check", reference="x", tolerance="t", results=[])
+    ship(plan, repo, name="engine")
+    bad = repo / "broken"
+    (bad / "1").mkdir(parents=True)
+    (bad / "config.pbtxt").write_text(
+        (repo / "float" / "config.pbtxt")
+        .read_text()
+        .replace('"float"', '"broken"')
+        .replace("[ 3, 32, 32 ]", "[ 3, 32 ]")
+    )
+    http, grpc, metrics = free_ports(3)
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    r = subprocess.run(
+        [
+            str(root / "bin" / "tritonserver"),
+            f"--model-repository={repo}",
+            f"--backend-directory={root / 'backends'}",
+            f"--http-port={http}",
+            f"--grpc-port={grpc}",
+            f"--metrics-port={metrics}",
+            "--exit-on-error=true",
+            "--disable-auto-complete-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    log = r.stdout + r.stderr
+    assert re.search(r"Poll failed for model directory 'broken': model input NHWC/NCHW require 3 dims", log), log
+    for name, backend in (
+        ("float", "onnxruntime"),
+        ("pixels", "onnxruntime"),
+        ("accelerated", "onnxruntime"),
+        ("fixed", "onnxruntime"),
+        ("engine", "tensorrt"),
+    ):
+        assert f"Poll failed for model directory '{name}'" not in log
+        assert (
+            f"failed to load '{name}' version 1: Invalid argument: unable to find backend library for backend '{backend}'"
+            in log
+        ), log
