@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from ._version import __version__
 from .errors import ConfigError, MissingDependencyError
-from .system import cpu_count, cpu_model
+from .system import cpu_count, cpu_model, dist_version
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -128,8 +128,6 @@ class BenchReport:
 
 def environment(threads: int | None, targets: Sequence[Target]) -> dict[str, Any]:
     """Where the numbers come from: CPU, GPU, driver/CUDA, library versions, threads, model hashes."""
-    import importlib.metadata
-
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_cores": cpu_count(),
@@ -140,10 +138,9 @@ def environment(threads: int | None, targets: Sequence[Target]) -> dict[str, Any
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     for pkg in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy", "tensorrt"):
-        try:
-            env[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = dist_version(pkg)
+        if version is not None:
+            env[pkg] = version
     try:
         import torch
 

@@ -1421,12 +1421,6 @@ class KindChoice(str, Enum):
     cpu = "cpu"
 
 
-class AcceleratorChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
 @app.command("ship")
 def ship_cmd(
     artifact: Annotated[
@@ -1463,7 +1457,7 @@ def ship_cmd(
         bool, typer.Option("--no-dynamic-batching", help="Leave Triton's dynamic batcher off.")
     ] = False,
     accelerator: Annotated[
-        AcceleratorChoice | None,
+        PrecisionChoice | None,
         typer.Option(
             help="ONNX on GPU: run it through ONNX Runtime's TensorRT provider at this precision.", show_default=False
         ),

@@ -376,15 +376,12 @@ def build_engine(
 
 def _tensorrt_cuda() -> str:
     """The CUDA major TensorRT was built for, from its wheel (tensorrt-cu12 / -cu13), else unknown."""
-    import importlib.metadata
+    from .system import dist_version
 
     for major in ("13", "12", "11"):
         for dist in (f"tensorrt-cu{major}-libs", f"tensorrt-cu{major}", f"tensorrt_cu{major}_libs"):
-            try:
-                importlib.metadata.version(dist)
+            if dist_version(dist) is not None:
                 return f"cu{major}"
-            except importlib.metadata.PackageNotFoundError:
-                continue
     return "unknown"
 
 

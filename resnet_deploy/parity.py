@@ -176,6 +176,15 @@ def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) 
     return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]
 
 
+def _file_sha256(artifact: Any) -> str | None:
+    """The sha256 of an artifact given as a file path (None for runners, "torch" and model ids)."""
+    if not isinstance(artifact, (str, os.PathLike)) or not os.path.isfile(artifact):
+        return None
+    from .weights import sha256_file
+
+    return sha256_file(artifact)
+
+
 def compare(
     candidate: Any,
     reference: Any = "torch",
@@ -204,23 +213,15 @@ def compare(
     t0 = time.perf_counter()
     if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    cpu_only = tuple(providers) == ("CPUExecutionProvider",)
-    if (
-        cpu_only
-        and not isinstance(candidate, Runner)
-        and not isinstance(reference, Runner)
-        and str(reference) != "torch"
-    ):
+    # The bytes compared, hashed once before they run (what a parity record vouches for).
+    cand_sha, ref_sha = _file_sha256(candidate), _file_sha256(reference)
+    if cand_sha is not None and cand_sha == ref_sha and tuple(providers) == ("CPUExecutionProvider",):
         # (the same file on a GPU provider against the CPU is a real check; on the CPU twice it is not)
-        from pathlib import Path
-
-        from .weights import sha256_file
-
-        c, r = Path(candidate), Path(reference)
-        if c.is_file() and r.is_file() and sha256_file(c) == sha256_file(r):
-            raise ConfigError(f"the reference {r.name} is the candidate itself (same bytes): nothing would be checked")
+        raise ConfigError(
+            f"the reference {os.path.basename(reference)} is the candidate itself (same bytes): nothing would be checked"
+        )
     cand = candidate if isinstance(candidate, Runner) else open_runner(candidate, providers=providers)
-    meta = getattr(cand, "metadata", {})
+    meta = cand.metadata
     precision = meta.get("precision", "fp32")
     if isinstance(reference, Runner):
         ref = reference
@@ -286,6 +287,9 @@ def compare(
                 )
             )
         cand_desc, ref_desc = cand.describe(), ref.describe()
+    for desc, sha in ((cand_desc, cand_sha), (ref_desc, ref_sha)):
+        if sha is not None:
+            desc["sha256"] = sha
     return CheckReport(
         cand_desc, ref_desc, precision, rows, all(r.result.passed for r in rows), time.perf_counter() - t0, notes
     )

@@ -140,10 +140,7 @@ class Predictor:
         if batch_size is not None and batch_size <= 0:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size}")
         self.runner = runner
-        self.metadata: dict[str, str] = dict(getattr(runner, "metadata", {}) or {})
-        if "num_classes" not in self.metadata and hasattr(runner, "model"):
-            self.metadata["num_classes"] = str(runner.model.fc.out_features)
-            self.metadata["labels"] = getattr(getattr(runner.model, "cfg", None), "labels", "")
+        self.metadata = runner.metadata
         self.labels = class_names(self.metadata, labels)
         limit = runner.fixed_batch or runner.max_batch
         self.batch_size = min(batch_size or DEFAULT_BATCH, limit) if limit else (batch_size or DEFAULT_BATCH)

@@ -134,13 +134,12 @@ def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
     if not path.is_file():
         return None  # a model id or a runner: nothing on disk to vouch for
     ref = report.reference
-    digest = sha256_file(path)
-    if ref.get("path") and Path(str(ref["path"])).is_file():
-        ref_path = Path(str(ref["path"]))
-        ref_sha = sha256_file(ref_path)
+    digest = report.candidate.get("sha256") or sha256_file(path)  # compare hashed what it ran
+    ref_sha = ref.get("sha256")
+    if ref_sha is not None:
         if ref_sha == digest:
             return None  # the file against itself (on another provider): no evidence about the file
-        reference = f"{ref_path.resolve()} (sha256 {ref_sha[:16]}, {ref.get('runner', '?')})"
+        reference = f"{Path(str(ref['path'])).resolve()} (sha256 {ref_sha[:16]}, {ref.get('runner', '?')})"
     else:
         reference = f"{ref.get('model') or ref.get('label') or 'reference'} ({ref.get('runner', '?')})"
     return write_record(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -40,9 +39,10 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, MissingDependencyError, ResnetDeployError
 from .runtime.base import Runner
+from .ship import check_model_name
+from .system import dist_version
 
 DEFAULT_MAX_BATCH = 64
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class ServeError(ResnetDeployError):
@@ -215,12 +215,9 @@ class TritonServer:
         try:
             runners = self._open_runners()
             first = runners[0]
-            meta = dict(getattr(first, "metadata", {}) or {})
-            if "num_classes" not in meta and hasattr(first, "model"):
-                meta["num_classes"] = str(first.model.fc.out_features)
-            name = str(o.name or meta.get("model") or getattr(getattr(first, "model", None), "model_name", "resnet"))
-            if not _NAME.match(name):
-                raise ConfigError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
+            meta = first.metadata
+            name = o.name or meta.get("model") or "resnet"
+            check_model_name(name)
             num_classes = len(class_names(meta))
             limit = first.max_batch
             max_batch = o.max_batch if o.max_batch is not None else (limit or DEFAULT_MAX_BATCH)
@@ -302,7 +299,7 @@ class TritonServer:
             metrics=f"http://{host}:{o.metrics_port}/metrics",
             log_file=str(log_file),
             libpython=fix,
-            pytriton_version=_version("nvidia-pytriton"),
+            pytriton_version=dist_version("nvidia-pytriton") or "unknown",
             startup_seconds=round(time.perf_counter() - t0, 2),
         )
         return self.info
@@ -414,12 +411,3 @@ def _last_error(log_file: Path | None) -> str:
     lines = [line for line in lines if not any(b in line for b in benign)]
     errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
     return _one_line((errors or lines or ["empty tritonserver log"])[-1])
-
-
-def _version(dist: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

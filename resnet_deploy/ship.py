@@ -37,6 +37,12 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8"}
 
 
+def check_model_name(name: str) -> None:
+    """A Triton model name that is also a safe folder name."""
+    if not _NAME.match(name):
+        raise ConfigError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
+
+
 class ShipRefused(ResnetDeployError):
     """The artifact is not fit to ship (no passing parity record, random weights...)."""
 
@@ -339,8 +345,7 @@ def ship(
     if "model" not in meta or "image_size" not in meta:
         raise ConfigError(f"{src.name} was not made by resnet-deploy (no model metadata): export it first")
     model_name = name or meta["model"]
-    if not _NAME.match(model_name):
-        raise ConfigError(f"model name {model_name!r}: use letters, digits, '_', '-' and '.' (not first)")
+    check_model_name(model_name)
 
     warnings: list[str] = []
     if suffix == ".onnx":
@@ -398,7 +403,8 @@ def ship(
             raise ConfigError(f"--preferred-batch {too_big} exceeds max_batch_size {max_batch_size}")
 
     # Evidence
-    digest = sha256_file(src)
+    # (a plan's bytes were hashed against its sidecar a moment ago by verify_plan)
+    digest = sidecar.plan_sha256 if sidecar is not None else sha256_file(src)
     problems = []
     problem = record_problem(src, digest)
     if problem:

@@ -1,4 +1,4 @@
-"""Facts about the machine, in one place: usable CPU cores and the CPU's model name."""
+"""Facts about the machine, in one place: usable CPU cores, the CPU's model name, installed versions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ def cpu_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def dist_version(dist: str) -> str | None:
+    """The installed version of the distribution ``dist`` (e.g. "onnxruntime-gpu"), or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def cpu_model() -> str:

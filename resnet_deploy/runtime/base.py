@@ -27,6 +27,9 @@ class Runner(ABC):
 
     def __init__(self) -> None:
         self.active = False
+        # What the artifact says about itself (an ONNX file's metadata_props, a plan's sidecar);
+        # a PyTorch runner describes its model the same way.
+        self.metadata: dict[str, str] = {}
 
     def __enter__(self) -> Runner:
         self.activate()

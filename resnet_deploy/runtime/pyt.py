@@ -70,6 +70,11 @@ class TorchRunner(Runner):
         if cuda_graphs and device != "cuda":
             raise ConfigError("CUDA graphs need --device cuda")
         self.model = model
+        self.metadata = {
+            "model": model.model_name,
+            "num_classes": str(model.fc.out_features),
+            "labels": model.cfg.labels,
+        }
         self.threads = threads
         self.label = label or model.model_name
         # The PyTorch network takes normalised float NCHW, whatever its exported artifact takes.
