@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resnet_deploy import create_model, export_onnx
-from resnet_deploy.bench import Target, benchmark, write_csv, write_plot
+from resnet_deploy.bench import Target, benchmark, save_report
 from resnet_deploy.models import count_macs
 from resnet_deploy.precision import quantize_int8
-from resnet_deploy.reports import atomic_write_text, dumps
+from resnet_deploy.reports import atomic_write_text
 from resnet_deploy.runtime.onnxrt import OnnxRuntimeRunner
 from resnet_deploy.runtime.pyt import TorchRunner
 
@@ -56,24 +56,10 @@ def main() -> None:
             Target("ONNX Runtime int8 (cpu recipe)", OnnxRuntimeRunner(cpu8.path, threads=args.threads), macs),
             Target("ONNX Runtime int8 (tensorrt recipe)", OnnxRuntimeRunner(trt8.path, threads=args.threads), macs),
         ]
-        for t in targets:
-            t.runner.__enter__()
-        try:
-            report = benchmark(
-                targets,
-                sizes,
-                warmup_s=args.warmup_s,
-                duration_s=args.duration_s,
-                rounds=args.rounds,
-                threads=args.threads,
-            )
-        finally:
-            for t in targets:
-                t.runner.__exit__(None, None, None)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "cpu_table.json", dumps(report))
-    write_csv(report, args.out / "cpu_table.csv")
-    write_plot(report, args.out / "cpu_table.png")
+        report = benchmark(
+            targets, sizes, warmup_s=args.warmup_s, duration_s=args.duration_s, rounds=args.rounds, threads=args.threads
+        )
+    save_report(report, args.out, "cpu_table")
     env = report.environment
     ratio = {(r["target"], r["batch"]): r["speedup"] for r in report.ratios()}
     lines = [

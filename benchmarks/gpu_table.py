@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resnet_deploy import create_model
-from resnet_deploy.bench import Target, benchmark, write_csv, write_plot
+from resnet_deploy.bench import Target, benchmark, save_report
 from resnet_deploy.models import count_macs
-from resnet_deploy.reports import atomic_write_text, dumps
+from resnet_deploy.reports import atomic_write_text
 from resnet_deploy.runtime.pyt import TorchRunner
 
 
@@ -48,23 +48,9 @@ def main() -> int:
     if not args.no_compile:
         variants.append(("cuda fp16 channels_last compile", {"dtype": "fp16", "channels_last": True, "compile": True}))
     targets = [Target(label, TorchRunner(net, device="cuda", **opts), macs) for label, opts in variants]
-    for t in targets:
-        t.runner.__enter__()
-    try:
-        report = benchmark(
-            targets,
-            [int(b) for b in args.batch_sizes.split(",")],
-            warmup_s=args.warmup_s,
-            duration_s=args.duration_s,
-            rounds=args.rounds,
-        )
-    finally:
-        for t in targets:
-            t.runner.__exit__(None, None, None)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "gpu_table.json", dumps(report))
-    write_csv(report, args.out / "gpu_table.csv")
-    write_plot(report, args.out / "gpu_table.png")
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    report = benchmark(targets, sizes, warmup_s=args.warmup_s, duration_s=args.duration_s, rounds=args.rounds)
+    save_report(report, args.out, "gpu_table")
     env = report.environment
     ratio = {(r["target"], r["batch"]): r["speedup"] for r in report.ratios()}
     lines = [

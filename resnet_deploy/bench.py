@@ -9,6 +9,7 @@ compute and device-to-host separately (as trtexec does), and ``compute_only`` ti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -22,6 +23,7 @@ from numpy.typing import NDArray
 
 from ._version import __version__
 from .errors import ConfigError, MissingDependencyError
+from .reports import atomic_write_text, dumps
 from .system import cpu_count, cpu_model, dist_version
 
 PERCENTILES = (50, 90, 95, 99)
@@ -221,7 +223,8 @@ def benchmark(
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
-    """Measure every target at every batch size, interleaved; runners must already be entered.
+    """Measure every target at every batch size, interleaved. Runners not yet entered are entered
+    here and exited afterwards (the caller's stay open).
 
     The budget per (target, batch) is ``duration_s`` seconds (default 5) or ``iters`` iterations, split over
     ``rounds`` rounds. Ctrl-C stops the measurement and returns what was measured so far, marked
@@ -268,7 +271,12 @@ def benchmark(
     current: int | None = None
     samples: dict[str, list[float]] = {}
     phases: dict[str, list[dict[str, float]]] = {}
+    opened = contextlib.ExitStack()
     try:
+        for t in targets:
+            if not t.runner.active:
+                say(f"loading {t.label}", 0, total_steps)
+                opened.enter_context(t.runner)
         for batch in sizes:
             samples = {t.label: [] for t in targets}  # reset first: an interrupt now adds no row
             phases = {t.label: [] for t in targets}
@@ -309,7 +317,18 @@ def benchmark(
         report.interrupted = True
         if current is not None and current not in {r.batch for r in report.rows}:
             _add_rows(report, targets, current, samples, phases, peak_gflops)  # only what was measured
+    finally:
+        opened.close()
     return report
+
+
+def save_report(report: BenchReport, folder: str | os.PathLike[str], stem: str) -> None:
+    """``<stem>.json``, ``<stem>.csv`` and ``<stem>.png`` (with matplotlib) in ``folder``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", dumps(report))
+    write_csv(report, out / f"{stem}.csv")
+    write_plot(report, out / f"{stem}.png")
 
 
 def _add_rows(
@@ -346,8 +365,6 @@ def _add_rows(
 def write_csv(report: BenchReport, path: str | os.PathLike[str]) -> Path:
     import csv
     import io
-
-    from .reports import atomic_write_text
 
     rows = [r.flat() for r in report.rows]
     buf = io.StringIO()

@@ -7,7 +7,6 @@ and an exit code in exactly one place: ``_Group.main``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -1336,22 +1335,19 @@ def bench_cmd(
     )
     if not targets:
         raise ConfigError("nothing to benchmark: give artifacts (ONNX, engine, checkpoint) or --depth N")
-    with contextlib.ExitStack() as stack:
-        for t in targets:
-            stack.enter_context(t.runner)
-        with _stages() as progress:
-            report = benchmark(
-                targets,
-                sizes,
-                warmup_s=warmup_s,
-                duration_s=None if iters is not None else (duration_s or 5.0),
-                iters=iters,
-                rounds=rounds,
-                threads=threads,
-                compute_only=compute_only,
-                peak_gflops=peak_gflops,
-                progress=progress.step,
-            )
+    with _stages() as progress:
+        report = benchmark(  # enters (loads) each runner, and closes it after
+            targets,
+            sizes,
+            warmup_s=warmup_s,
+            duration_s=None if iters is not None else (duration_s or 5.0),
+            iters=iters,
+            rounds=rounds,
+            threads=threads,
+            compute_only=compute_only,
+            peak_gflops=peak_gflops,
+            progress=progress.step,
+        )
     if json_path is not None:
         if str(json_path) == "-":
             _emit_json(report)
