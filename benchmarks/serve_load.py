@@ -147,6 +147,15 @@ def metrics(url: str, model: str) -> dict[str, float]:
     return out
 
 
+def random_inputs(info: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded inputs of the type the server's ready line says it takes (pixels or floats)."""
+    shape = info["input"]["shape"][1:]
+    rng = np.random.default_rng(seed)
+    if info["input"]["dtype"] == "uint8":
+        return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    return rng.standard_normal((n, *shape)).astype(info["input"]["dtype"])
+
+
 @dataclass
 class LoadResult:
     protocol: str
@@ -259,12 +268,7 @@ def main() -> None:
         extra += ["--threads", str(a.threads)]
     server = start_server(a.artifact, *extra)
     try:
-        shape = [1 if d == -1 else d for d in server.info["input"]["shape"]][1:]
-        rng = np.random.default_rng(0)
-        if server.info["input"]["dtype"] == "uint8":
-            x = rng.integers(0, 256, (64, *shape), dtype=np.uint8)
-        else:
-            x = rng.standard_normal((64, *shape)).astype(np.float32)
+        x = random_inputs(server.info, 64)
         result = run_load(server, x, clients=a.clients, requests=a.requests, protocol=a.protocol)
     finally:
         code, seconds, orphans = stop_server(server)

@@ -21,9 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from benchmarks.serve_load import run_load, start_server, stop_server
+from benchmarks.serve_load import random_inputs, run_load, start_server, stop_server
 
 
 def _artifacts(workdir: Path) -> dict[str, Path]:
@@ -73,14 +71,6 @@ CONFIGS: list[dict[str, Any]] = [
 ]
 
 
-def _inputs(info: dict[str, Any]) -> np.ndarray:
-    shape = info["input"]["shape"][1:]
-    rng = np.random.default_rng(0)
-    if info["input"]["dtype"] == "uint8":
-        return rng.integers(0, 256, (32, *shape), dtype=np.uint8)
-    return rng.standard_normal((32, *shape)).astype(np.float32)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=2)
@@ -97,7 +87,11 @@ def main() -> None:
                 server = start_server(paths[c["model"]], *c["args"])
                 try:
                     result = run_load(
-                        server, _inputs(server.info), clients=a.clients, requests=c["requests"], protocol=a.protocol
+                        server,
+                        random_inputs(server.info, 32),
+                        clients=a.clients,
+                        requests=c["requests"],
+                        protocol=a.protocol,
                     )
                 finally:
                     code, seconds, orphans = stop_server(server)

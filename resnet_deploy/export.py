@@ -34,7 +34,7 @@ from .models.profile import count_macs, count_params
 from .models.registry import create_model
 from .models.resnet import ResNet
 from .parity import FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
-from .records import write_record
+from .records import record_report
 from .reports import atomic_path, check_output_path
 from .weights import WeightsInfo, WeightsSpec, sha256_file
 
@@ -652,14 +652,11 @@ def _export(
                 f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
             )
             refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
-    write_record(
+    record_report(
         out_path,
-        sha256=report.sha256,
-        passed=report.parity_passed,
+        report,
         step="export",
         reference="the PyTorch model (BatchNorm unfolded) vs onnxruntime CPU",
-        tolerance=report.tolerance,
-        results=report.parity,
         weights_trained=info.trained,
     )
     seconds["total"] = round(sum(seconds.values()), 3)

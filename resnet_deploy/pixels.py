@@ -25,7 +25,7 @@ from .artifacts import load_onnx, save_checked
 from .data import FLOAT_NCHW, UINT8_NHWC, Preprocess
 from .errors import ConfigError
 from .parity import DEFAULT_TOLERANCES, FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
-from .records import write_record
+from .records import record_report
 from .reports import atomic_path, check_output_path
 from .weights import sha256_file
 
@@ -202,14 +202,11 @@ def add_pixel_input(
                 f"max|logit| (tolerance {tolerance.describe()})"
             )
             refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
-    write_record(
+    record_report(
         out,
-        sha256=report.sha256,
-        passed=report.parity_passed,
+        report,
         step="pixel-input",
         reference=f"float-input ONNX {src_path.name} (sha256 {source_sha[:12]}) on the same pixels, onnxruntime CPU",
-        tolerance=report.tolerance,
-        results=report.parity,
         weights_trained=meta.get("weights_trained", "true") == "true",
     )
     report.seconds = time.perf_counter() - t0

@@ -31,7 +31,7 @@ from ._version import __version__
 from .artifacts import load_onnx, save_checked
 from .errors import ConfigError, DataError, ExportError, MissingDependencyError
 from .parity import ParityResult, Tolerance, compare_outputs, refuse_or_keep
-from .records import write_record
+from .records import record_report
 from .reports import atomic_path, check_output_path
 from .weights import sha256_file
 
@@ -111,14 +111,11 @@ def _judge(report: PrecisionReport, tmp: Path, tolerance: Tolerance, *, keep: st
 
 def _write_record(report: PrecisionReport, meta: dict[str, str]) -> None:
     """The parity record beside the written file (what ``ship`` requires)."""
-    write_record(
+    record_report(
         report.path,
-        sha256=report.sha256,
-        passed=report.parity_passed,
+        report,
         step="convert",
         reference=f"fp32 ONNX {Path(report.source).name} (sha256 {report.source_sha256[:12]}), onnxruntime CPU",
-        tolerance=report.tolerance,
-        results=report.parity,
         weights_trained=meta.get("weights_trained", "true") == "true",
     )
 

@@ -85,6 +85,23 @@ def write_record(
     return atomic_write_text(record_path(artifact), json.dumps(to_jsonable(record), indent=2) + "\n")
 
 
+def record_report(
+    artifact: str | os.PathLike[str], report: Any, *, step: str, reference: str, weights_trained: bool
+) -> Path:
+    """The record of a report that verified the file it wrote (``sha256``, ``parity_passed``,
+    ``tolerance`` and ``parity`` results: export, convert and the pixel-input wrapper)."""
+    return write_record(
+        artifact,
+        sha256=report.sha256,
+        passed=report.parity_passed,
+        step=step,
+        reference=reference,
+        tolerance=report.tolerance,
+        results=report.parity,
+        weights_trained=weights_trained,
+    )
+
+
 def read_record(artifact: str | os.PathLike[str]) -> ParityRecord | None:
     """The record beside ``artifact``, or None when there is none or it is unreadable."""
     path = record_path(artifact)
