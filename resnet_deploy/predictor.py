@@ -9,7 +9,6 @@ concurrently, other runners (TensorRT execution contexts, CUDA graphs) are seria
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -144,7 +143,6 @@ class Predictor:
         self.labels = class_names(self.metadata, labels)
         limit = runner.fixed_batch or runner.max_batch
         self.batch_size = min(batch_size or DEFAULT_BATCH, limit) if limit else (batch_size or DEFAULT_BATCH)
-        self._lock = None if runner.thread_safe else threading.Lock()
         self._owns = not runner.active  # a runner the caller already opened stays the caller's
         if self._owns:
             runner.__enter__()
@@ -189,14 +187,8 @@ class Predictor:
     def logits(self, inputs: NDArray[Any]) -> NDArray[Any]:
         """Logits for already preprocessed inputs (the runner's input format), in batches."""
         x = np.asarray(inputs)
-        parts = [self._infer(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        parts = [self.runner.infer_all(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.float32)
-
-    def _infer(self, batch: NDArray[Any]) -> NDArray[Any]:
-        if self._lock is None:
-            return self.runner.infer_all(batch)
-        with self._lock:
-            return self.runner.infer_all(batch)
 
     def _images(self, images: Any) -> list[tuple[str, Any]]:
         if (
@@ -228,7 +220,7 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            probs = softmax(self._infer(np.stack([pre.transform(im) for _, im in chunk])))
+            probs = softmax(self.runner.infer_all(np.stack([pre.transform(im) for _, im in chunk])))
             for (source, _), p in zip(chunk, probs, strict=True):
                 top = np.argsort(-p, kind="stable")[:k]
                 results.append(

@@ -39,10 +39,8 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, MissingDependencyError, ResnetDeployError
 from .runtime.base import Runner
-from .ship import check_model_name
+from .ship import check_model_name, parse_batch_list, triton_max_batch
 from .system import dist_version
-
-DEFAULT_MAX_BATCH = 64
 
 
 class ServeError(ResnetDeployError):
@@ -180,17 +178,10 @@ class TritonServer:
     def _infer_func(self, runner: Runner, out_name: str, out_dtype: np.dtype[Any]) -> Callable[..., Any]:
         from pytriton.decorators import batch
 
-        lock = None if runner.thread_safe else threading.Lock()
-
         @batch  # type: ignore[untyped-decorator]
         def infer(**inputs: NDArray[Any]) -> dict[str, NDArray[Any]]:
             (x,) = inputs.values()
-            if lock is None:
-                logits = runner.infer_all(x)
-            else:
-                with lock:
-                    logits = runner.infer_all(x)
-            return {out_name: np.ascontiguousarray(logits, dtype=out_dtype)}
+            return {out_name: np.ascontiguousarray(runner.infer_all(x), dtype=out_dtype)}
 
         wrapped: Callable[..., Any] = infer
         return wrapped
@@ -219,18 +210,9 @@ class TritonServer:
             name = o.name or meta.get("model") or "resnet"
             check_model_name(name)
             num_classes = len(class_names(meta))
-            limit = first.max_batch
-            max_batch = o.max_batch if o.max_batch is not None else (limit or DEFAULT_MAX_BATCH)
-            if max_batch <= 0:
-                raise ConfigError(f"--max-batch {max_batch}: must be a positive integer")
-            if limit is not None and max_batch > limit:
-                raise ConfigError(f"--max-batch {max_batch} exceeds the engine's profile (max {limit})")
-            min_batch = getattr(first, "min_batch", 1)
-            if min_batch > 1:
-                raise ConfigError(f"the engine's profile starts at batch {min_batch}: rebuild it with --min-batch 1")
-            preferred = sorted(set(o.preferred_batch))
-            if any(b <= 0 or b > max_batch for b in preferred):
-                raise ConfigError(f"--preferred-batch {preferred}: each size must be in 1-{max_batch}")
+            preferred = parse_batch_list(o.preferred_batch)
+            profile = (getattr(first, "min_batch", 1), first.max_batch) if first.max_batch is not None else None
+            max_batch = triton_max_batch(o.max_batch, profile, preferred)
             pre = first.preprocess
             in_shape = tuple(int(d) for d in pre.input_shape(1)[1:])
             # The artifact's own I/O types (an --fp16-io model takes and gives fp16, as in a shipped

@@ -37,6 +37,25 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8"}
 
 
+def triton_max_batch(requested: int | None, profile: tuple[int, int] | None, preferred: Sequence[int]) -> int:
+    """Triton's ``max_batch_size`` for a dynamic-batch artifact: ``requested``, else an engine's
+    profile max, else 64. Triton sends every batch size from 1 up to it, so an engine's profile
+    ``(min, max)`` must start at 1 and reach it, and the preferred sizes must fit under it."""
+    if profile is not None and profile[0] > 1:
+        raise ConfigError(
+            f"the engine's profile starts at batch {profile[0]}: Triton sends batches from 1; rebuild with --min-batch 1"
+        )
+    size = requested if requested is not None else (profile[1] if profile is not None else DEFAULT_MAX_BATCH)
+    if size <= 0:
+        raise ConfigError(f"--max-batch {size}: must be a positive integer")
+    if profile is not None and size > profile[1]:
+        raise ConfigError(f"--max-batch {size} exceeds the engine's profile (batch {profile[0]}-{profile[1]})")
+    too_big = [b for b in preferred if b > size]
+    if too_big:
+        raise ConfigError(f"--preferred-batch {too_big} exceeds max_batch_size {size}")
+    return size
+
+
 def check_model_name(name: str) -> None:
     """A Triton model name that is also a safe folder name."""
     if not _NAME.match(name):
@@ -386,21 +405,7 @@ def ship(
             f"fixed batch of {io.fixed_batch}: clients must send exactly {io.fixed_batch} images; no dynamic batching"
         )
     else:
-        limit = io.profile[1] if io.profile else None
-        if io.profile and io.profile[0] > 1:
-            raise ConfigError(
-                f"the engine's profile starts at batch {io.profile[0]}: Triton sends batches from 1; rebuild with --min-batch 1"
-            )
-        max_batch_size = max_batch if max_batch is not None else (limit or DEFAULT_MAX_BATCH)
-        if max_batch_size <= 0:
-            raise ConfigError(f"--max-batch {max_batch_size}: must be a positive integer")
-        if limit is not None and max_batch_size > limit:
-            raise ConfigError(
-                f"--max-batch {max_batch_size} exceeds the engine's profile (batch {io.profile[0]}-{limit})"  # type: ignore[index]
-            )
-        too_big = [b for b in preferred if b > max_batch_size]
-        if too_big:
-            raise ConfigError(f"--preferred-batch {too_big} exceeds max_batch_size {max_batch_size}")
+        max_batch_size = triton_max_batch(max_batch, io.profile, preferred)
 
     # Evidence
     # (a plan's bytes were hashed against its sidecar a moment ago by verify_plan)

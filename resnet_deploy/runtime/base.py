@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +32,7 @@ class Runner(ABC):
         # What the artifact says about itself (an ONNX file's metadata_props, a plan's sidecar);
         # a PyTorch runner describes its model the same way.
         self.metadata: dict[str, str] = {}
+        self._lock = threading.Lock()  # serialises infer_all where the runner is not thread-safe
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -70,7 +73,12 @@ class Runner(ABC):
 
     def infer_all(self, x: NDArray[Any]) -> NDArray[Any]:
         """Logits for any number of inputs: split to fit an engine's profile, and for fixed-batch
-        artifacts run in whole batches, the last one padded by repeating its final input."""
+        artifacts run in whole batches, the last one padded by repeating its final input. Safe to
+        call from many threads: runners that are not thread-safe run one call at a time."""
+        with contextlib.nullcontext() if self.thread_safe else self._lock:
+            return self._infer_all(x)
+
+    def _infer_all(self, x: NDArray[Any]) -> NDArray[Any]:
         size = self.fixed_batch or self.max_batch
         if size is None or (self.fixed_batch is None and len(x) <= size):
             return np.asarray(self.infer(x), dtype=np.float32)
