@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, MissingDependencyError, ResnetDeployError
 from .runtime.base import Runner
-from .ship import check_model_name, parse_batch_list, triton_max_batch
 from .system import dist_version
+from .triton import check_instances, check_model_name, check_queue_delay, parse_batch_list, triton_max_batch
 
 
 class ServeError(ResnetDeployError):
@@ -143,10 +143,8 @@ class TritonServer:
             raise ConfigError(
                 f"--http-port/--grpc-port/--metrics-port must be 3 distinct ports in 1-65535, got {ports}"
             )
-        if o.instances <= 0:
-            raise ConfigError(f"--instances {o.instances}: must be a positive integer")
-        if o.max_queue_delay_us < 0:
-            raise ConfigError(f"--max-queue-delay-us {o.max_queue_delay_us}: must be >= 0")
+        check_instances(o.instances)
+        check_queue_delay(o.max_queue_delay_us)
         if o.threads is not None and o.threads <= 0:
             raise ConfigError(f"--threads {o.threads}: must be a positive integer")
         self._triton: Any = None
