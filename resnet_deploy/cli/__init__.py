@@ -1,0 +1,135 @@
+"""The ``resnet-deploy`` command line: a thin layer over the library.
+
+One module per command group (``models``, ``export``, ``build``, ``check``, ``bench``,
+``deploy``), each a set of plain functions that build arguments, call the library function of the
+same name and render its typed report (a rich table for people, ``--json`` for machines). This
+module holds the app and registers every command in one place; errors become one line on stderr
+and an exit code in exactly one place: ``_Group.main``. The command modules import ``_common``
+and the library, never this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from .._version import __version__
+from ..errors import ResnetDeployError
+from ._common import err
+from .bench import bench_cmd
+from .build import build_cmd
+from .check import check_cmd, eval_cmd, info_cmd
+from .deploy import predict_cmd, serve_cmd, ship_cmd
+from .export import convert_cmd, export_cmd
+from .models import models_cmd
+
+__all__ = ["app", "main"]
+
+DEBUG_ENV = "RESNET_DEPLOY_DEBUG"
+
+
+class _Group(TyperGroup):
+    """Turns every failure into ``error: <one line>`` on stderr and a non-zero exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except ResnetDeployError as e:
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as e:
+            # typer bundles its own click: recognise its usage errors by shape, not by class.
+            if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+                if type(e).__name__ == "NoArgsIsHelpError":
+                    typer.echo(e.format_message())
+                    sys.exit(0)
+                if type(e).__name__ == "Abort":
+                    _fail("aborted", 1)
+                _fail(_one_line(e.format_message()) + _help_hint(e), int(e.exit_code))
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(f"unexpected {type(e).__name__}: {_one_line(str(e))} (set {DEBUG_ENV}=1 for a traceback)", 1)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        if code == 130:  # typer turns Ctrl-C into a silent Exit(130)
+            _fail("interrupted", 130)
+        sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _help_hint(e: Exception) -> str:
+    ctx = getattr(e, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f" (see '{path} --help')" if path else ""
+
+
+def _fail(message: str, code: int) -> None:
+    err.print("[bold red]error:[/] " + escape(message), markup=True, highlight=False)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="resnet-deploy",
+    help="The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"resnet-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton."""
+
+
+# The commands, in the order 'resnet-deploy --help' lists them.
+app.command("models")(models_cmd)
+app.command("export")(export_cmd)
+app.command("convert")(convert_cmd)
+app.command("eval")(eval_cmd)
+app.command("build")(build_cmd)
+app.command("check")(check_cmd)
+app.command("bench")(bench_cmd)
+app.command("ship")(ship_cmd)
+app.command("predict")(predict_cmd)
+app.command("serve")(serve_cmd)
+app.command("info")(info_cmd)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM (a timeout, CI cancelling) unwinds like Ctrl-C, so temp files are removed.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    except KeyboardInterrupt:  # during start-up imports, before the app's own handler runs
+        err.print("[bold red]error:[/] interrupted", highlight=False)
+        sys.exit(130)

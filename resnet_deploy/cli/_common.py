@@ -1,0 +1,204 @@
+"""What every command module shares: the consoles, ``--json`` output, the progress UI, the fixed
+choices and shared options, and the renderers more than one command uses.
+
+The command modules import this module and the library, never the package's ``__init__`` (which
+imports them to register their commands).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import ConfigError, ResnetDeployError
+
+# Wide enough for the tables when stdout is a pipe or a file (rich would assume 80 columns).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Interrupted(ResnetDeployError):
+    """A command stopped by Ctrl-C or SIGTERM after showing what it had: ``error: <message>``, exit 130."""
+
+    exit_code = 130
+
+
+# ------------------------------------------------------------------------------------------ choices
+
+
+class VariantChoice(str, Enum):
+    v1_5 = "v1.5"
+    v1 = "v1"
+
+
+class ShortcutChoice(str, Enum):
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class FormatChoice(str, Enum):
+    onnx = "onnx"
+    engine = "engine"
+
+
+class InputFormatChoice(str, Enum):
+    float32_nchw = "float32-nchw"
+    uint8_nhwc = "uint8-nhwc"
+
+
+class ConvertPrecision(str, Enum):
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class CalibMethodChoice(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class RecipeChoice(str, Enum):
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
+
+class ExporterChoice(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+class HardwareCompatChoice(str, Enum):
+    none = "none"
+    ampere_plus = "ampere-plus"
+    same_cc = "same-cc"
+
+
+class BackendChoice(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class DeviceChoice(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class TorchDtypeChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class KindChoice(str, Enum):
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+CALIB_OPT = typer.Option(
+    "--calib",
+    help="INT8 calibration images: a folder (jpg/png/webp/bmp, recursive), or 'random' (meaningless accuracy).",
+    show_default=False,
+)
+CALIB_COUNT_OPT = typer.Option("--calib-count", help="How many calibration images to use.")
+CALIB_METHOD_OPT = typer.Option("--calib-method", help="Activation range estimation.")
+PERCENTILE_OPT = typer.Option("--percentile", help="With --calib-method percentile: the percentile kept.")
+RECIPE_OPT = typer.Option(
+    "--int8-recipe",
+    help="tensorrt: symmetric int8, zero points 0, Q/DQ on residual Adds (TensorRT 10/11). cpu: uint8 x int8 (ONNX Runtime x86).",
+)
+
+PROVIDER_OPT = typer.Option(
+    "--provider", help="ONNX Runtime provider for ONNX artifacts: cpu, cuda or tensorrt (no silent CPU fallback)."
+)
+
+
+# ------------------------------------------------------------------------ output, progress, parsing
+
+
+def _emit_json(obj: Any) -> None:
+    from ..reports import dumps
+
+    sys.stdout.write(dumps(obj))
+    sys.stdout.flush()
+
+
+@contextmanager
+def _stages() -> Iterator[_StageUI]:
+    """A rich spinner + progress bar on stderr for the current stage (silent when not a TTY)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    ui = _StageUI(bar)
+    try:
+        yield ui
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+class _StageUI:
+    """Called with a stage name (spinner), or ``.step(name, done, total)`` for a counted stage (bar)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting", total=None)
+
+    def _start(self) -> None:
+        if not self.bar.live.is_started and err.is_terminal:
+            self.bar.start()
+
+    def __call__(self, stage: str) -> None:
+        self._start()
+        self.bar.update(self.task, description=stage, total=None, completed=0)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        self._start()
+        self.bar.update(self.task, description=stage, total=total, completed=done)
+
+
+def _parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8") from None
+    if not sizes or any(b <= 0 for b in sizes):
+        raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8")
+    return sizes
+
+
+def _render_build(report: Any) -> None:
+    sc = report.sidecar
+    out.print(
+        f"[bold]{escape(report.path)}[/]  ({sc.plan_size_bytes / 1e6:.1f} MB, {sc.precision}, {sc.build_mode}, "
+        f"TensorRT {sc.tensorrt_version}, {escape(sc.gpu_name)} sm{sc.compute_capability}, "
+        f"batch {sc.profile['min'][0]}-{sc.profile['max'][0]}, built in {sc.build_seconds:.0f} s)",
+        highlight=False,
+    )

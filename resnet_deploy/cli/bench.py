@@ -1,0 +1,341 @@
+"""``bench``: latency and throughput of artifacts and backends, measured side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import ConfigError
+from ._common import (
+    BackendChoice,
+    DeviceChoice,
+    Interrupted,
+    TorchDtypeChoice,
+    _emit_json,
+    _parse_batch_sizes,
+    _stages,
+    out,
+)
+
+
+def bench_cmd(
+    artifacts: Annotated[
+        list[str] | None,
+        typer.Argument(help="ONNX files, engines or checkpoints to measure side by side.", show_default=False),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            "-d",
+            help="Also a PyTorch zoo model (random weights), or the architecture of .pth artifacts.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        list[BackendChoice] | None,
+        typer.Option(
+            "--backend",
+            help="Run each artifact with these backends (repeatable; default by file type). torch on an ONNX = the PyTorch model it was exported from.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        DeviceChoice, typer.Option(help="cpu or cuda (torch; ONNX Runtime's CUDA provider).")
+    ] = DeviceChoice.cpu,
+    precision: Annotated[
+        TorchDtypeChoice, typer.Option(help="PyTorch dtype (ONNX/engines carry their own precision).")
+    ] = TorchDtypeChoice.fp32,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,32",
+    warmup_s: Annotated[
+        float, typer.Option("--warmup-s", help="Warm-up seconds per target and batch (excluded).")
+    ] = 2.0,
+    duration_s: Annotated[
+        float | None,
+        typer.Option("--duration-s", help="Measured seconds per target and batch (default 5).", show_default=False),
+    ] = None,
+    iters: Annotated[
+        int | None,
+        typer.Option(
+            "--iters", help="Measured iterations per target and batch instead of a duration.", show_default=False
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds the budget is split into.")] = 5,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for every backend (recorded).", show_default=False)
+    ] = None,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="torch on CUDA: replay captured CUDA graphs.")
+    ] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="torch: channels_last memory format.")] = False,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch: torch.compile the model.")] = False,
+    compute_only: Annotated[
+        bool, typer.Option("--compute-only", help="GPU: time compute only, without host<->device copies.")
+    ] = False,
+    peak_gflops: Annotated[
+        float | None,
+        typer.Option("--peak-gflops", help="Report achieved GFLOP/s as a fraction of this peak.", show_default=False),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the report as JSON to this file ('-' for stdout).", show_default=False),
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write the rows as CSV to this file.", show_default=False)
+    ] = None,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help='Write a PNG plot (needs matplotlib: pip install "resnet-deploy\\[plot]").',
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Latency and throughput per batch size, several artifacts/backends measured side by side (interleaved)."""
+    from ..bench import benchmark, require_matplotlib
+    from ..reports import check_output_path
+
+    _check_bench_options(artifacts, backend, duration_s, iters, warmup_s, rounds, csv_path, plot_path)
+    threads = _bench_threads(threads)
+    sizes = _parse_batch_sizes(batch_sizes)
+    if plot_path is not None:
+        require_matplotlib()  # fail before measuring, not after
+    outputs = [p for p in (json_path, csv_path, plot_path) if p is not None and str(p) != "-"]
+    for p in outputs:
+        check_output_path(p, p.name)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    torch_options = {"channels_last": channels_last, "compile": compile_model, "cuda_graphs": cuda_graphs}
+    targets = _bench_targets(
+        list(artifacts or []), depth, list(backend or []), device.value, precision.value, threads, torch_options
+    )
+    if not targets:
+        raise ConfigError("nothing to benchmark: give artifacts (ONNX, engine, checkpoint) or --depth N")
+    with _stages() as progress:
+        report = benchmark(  # enters (loads) each runner, and closes it after
+            targets,
+            sizes,
+            warmup_s=warmup_s,
+            duration_s=None if iters is not None else (duration_s or 5.0),
+            iters=iters,
+            rounds=rounds,
+            threads=threads,
+            compute_only=compute_only,
+            peak_gflops=peak_gflops,
+            progress=progress.step,
+        )
+    _save_bench(report, json_path, csv_path, plot_path)
+    if str(json_path) != "-":
+        _render_bench(report)
+    if report.interrupted:
+        raise Interrupted("interrupted: the measurements so far are shown" + (" and saved" if outputs else ""))
+
+
+def _check_bench_options(
+    artifacts: list[str] | None,
+    backend: list[BackendChoice] | None,
+    duration_s: float | None,
+    iters: int | None,
+    warmup_s: float,
+    rounds: int,
+    csv_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """The option combinations bench refuses, checked before anything is loaded."""
+    if duration_s is not None and iters is not None:
+        raise ConfigError("give --duration-s or --iters, not both")
+    if duration_s is not None and duration_s <= 0:
+        raise ConfigError(f"--duration-s {duration_s}: must be positive")
+    if iters is not None and iters <= 0:
+        raise ConfigError(f"--iters {iters}: must be a positive integer")
+    if warmup_s < 0 or rounds <= 0:
+        raise ConfigError("--warmup-s must be >= 0 and --rounds >= 1")
+    if backend and not artifacts:
+        raise ConfigError("--backend applies to artifacts; --depth alone always runs PyTorch")
+    for option, value in (("--csv", csv_path), ("--plot", plot_path)):
+        if value is not None and str(value) == "-":
+            raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
+
+
+def _bench_threads(threads: int | None) -> int | None:
+    """--threads, or every core: explicit and recorded, the same for every backend."""
+    if threads is None:
+        from ..system import cpu_count
+
+        threads = cpu_count()
+    if threads is not None and threads <= 0:
+        raise ConfigError(f"--threads {threads}: must be a positive integer")
+    return threads
+
+
+def _save_bench(report: Any, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
+    """The report as JSON (a file, or stdout for '-'), its rows as CSV, and the plot, as asked."""
+    from ..bench import write_csv, write_plot
+    from ..reports import atomic_write_text, dumps
+
+    if json_path is not None:
+        if str(json_path) == "-":
+            _emit_json(report)
+        else:
+            atomic_write_text(json_path, dumps(report))
+    if csv_path is not None:
+        write_csv(report, csv_path)
+    if plot_path is not None and report.rows:
+        write_plot(report, plot_path)
+
+
+def _render_bench(report: Any) -> None:
+    env = report.environment
+    where = env.get("gpu") or f"{env.get('cpu')}, {env.get('cpu_cores')} cores"
+    table = Table(title=f"latency (ms) and throughput on {where}, threads {env.get('threads') or 'default'}")
+    has_peak = any(r.peak_fraction is not None for r in report.rows)
+    has_phases = any(r.phases_ms for r in report.rows)
+    cols = ["target", "batch", "mean", "std", "p50", "p90", "p95", "p99", "min", "max", "images/s", "GFLOP/s"]
+    cols += ["of peak"] if has_peak else []
+    cols += ["h2d", "compute", "d2h"] if has_phases else []
+    for col in cols:
+        table.add_column(col, justify="left" if col == "target" else "right")
+    for r in report.rows:
+        s = r.latency_ms
+        cells = [escape(r.target), str(r.batch)] + [
+            f"{v:.2f}" for v in (s.mean, s.std, s.p50, s.p90, s.p95, s.p99, s.min, s.max)
+        ]
+        cells += [f"{r.throughput_ips:.1f}", f"{r.gflops:.1f}" if r.gflops is not None else "-"]
+        if has_peak:
+            cells.append(f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-")
+        if has_phases:
+            cells += [f"{(r.phases_ms or {}).get(k, float('nan')):.2f}" for k in ("h2d", "compute", "d2h")]
+        table.add_row(*cells)
+    out.print(table)
+    settings = report.settings
+    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime-gpu", "onnxruntime", "tensorrt") if k in env)
+    out.print(
+        f"[dim]{escape(versions)}; threads={env.get('threads')}; "
+        f"{'compute only (CUDA events)' if settings.get('compute_only') else 'wall-clock per call'}; "
+        f"{settings.get('rounds')} interleaved rounds{'; INTERRUPTED' if report.interrupted else ''}[/]"
+    )
+    ratios = report.ratios()
+    if len({r.target for r in report.rows}) > 1:
+        rt = Table(title=f"throughput relative to {escape(str(ratios[0]['vs']))} (same run, interleaved)")
+        rt.add_column("target")
+        batches = sorted({r["batch"] for r in ratios})
+        for b in batches:
+            rt.add_column(f"batch {b}", justify="right")
+        for label in dict.fromkeys(r["target"] for r in ratios):
+            cells = [
+                next((f"{r['speedup']:.2f}x" for r in ratios if r["target"] == label and r["batch"] == b), "-")
+                for b in batches
+            ]
+            rt.add_row(escape(label), *cells)
+        out.print(rt)
+
+
+def _macs_from_metadata(meta: dict[str, str]) -> int | None:
+    from ..models.registry import model_stats
+
+    try:
+        h, w = (int(v) for v in meta["image_size"].split("x"))
+        widths = tuple(int(v) for v in meta["widths"].split(",")) if meta.get("widths") else None
+        return model_stats(
+            meta["model"],
+            variant=meta.get("variant", "v1.5"),
+            shortcut=meta.get("shortcut"),
+            num_classes=int(meta.get("num_classes", "1000")),
+            image_size=(h, w),
+            widths=widths,
+        )[1]
+    except (KeyError, ValueError, ConfigError):
+        return None
+
+
+def _bench_targets(
+    artifacts: list[str],
+    depth: int | None,
+    backends: list[BackendChoice],
+    device: str,
+    precision: str,
+    threads: int | None,
+    torch_options: dict[str, Any],
+) -> list[Any]:
+    """One Target per artifact x backend (and a PyTorch zoo model for --depth)."""
+    from ..bench import Target
+    from ..runtime.onnxrt import OnnxRuntimeRunner, providers_for
+    from ..runtime.pyt import TorchRunner
+    from ..runtime.trt import TensorRTRunner
+    from ..weights import sha256_file
+
+    targets = []
+    for artifact in artifacts:
+        path = Path(artifact)
+        if not path.is_file():
+            raise ConfigError(f"file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix not in (".onnx", ".plan", ".engine", ".pth", ".pt", ".safetensors"):
+            raise ConfigError(
+                f"{path.name}: not an artifact to benchmark (.onnx, .plan/.engine, .pth/.pt/.safetensors)"
+            )
+        auto = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}.get(suffix, "torch")
+        for backend in [b.value for b in backends] or [auto]:
+            options = "" if backend != "torch" else _torch_label(device, precision, torch_options)
+            names = [Path(a).name for a in artifacts]
+            shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+            label = f"{shown} [{backend}{options}]"
+            if backend == "onnxruntime":
+                if suffix != ".onnx":
+                    raise ConfigError(f"--backend onnxruntime runs .onnx files, not {path.name}")
+                runner: Any = OnnxRuntimeRunner(path, providers=providers_for(device), threads=threads)
+                meta = runner.metadata
+            elif backend == "tensorrt":
+                if suffix not in (".plan", ".engine"):
+                    raise ConfigError(
+                        f"--backend tensorrt runs engines: build one first with 'resnet-deploy build {path}'"
+                    )
+                runner = TensorRTRunner(path)
+                meta = runner.metadata
+            elif suffix in (".pth", ".pt", ".safetensors"):
+                if depth is None:
+                    raise ConfigError(f"{path.name} is a PyTorch checkpoint: say which architecture with --depth N")
+                runner = TorchRunner.from_checkpoint(
+                    depth, path, threads=threads, device=device, dtype=precision, **torch_options
+                )
+                meta = {}
+            else:  # the PyTorch model an ONNX/engine was exported from, rebuilt from its metadata
+                source = OnnxRuntimeRunner(path) if suffix == ".onnx" else TensorRTRunner(path)
+                meta = source.metadata
+                runner = TorchRunner.from_metadata(
+                    meta, preprocess=source.preprocess, threads=threads, device=device, dtype=precision, **torch_options
+                )
+            macs = _macs_from_metadata(meta) if meta else None
+            if macs is None and isinstance(runner, TorchRunner):
+                from ..models import count_macs
+
+                macs = count_macs(runner.model, runner.preprocess.crop)
+            targets.append(Target(label, runner, macs, sha256_file(path)))
+    if depth is not None and not any(Path(a).suffix.lower() in (".pth", ".pt", ".safetensors") for a in artifacts):
+        from ..models import count_macs
+
+        runner = TorchRunner.from_zoo(
+            str(depth), weights="random", threads=threads, device=device, dtype=precision, **torch_options
+        )
+        info = runner.model.weights_info
+        targets.append(
+            Target(
+                f"resnet{depth} [torch{_torch_label(device, precision, torch_options)}]",
+                runner,
+                count_macs(runner.model, runner.preprocess.crop),
+                info.state_sha256 if info else None,
+            )
+        )
+    return targets
+
+
+def _torch_label(device: str, precision: str, options: dict[str, Any]) -> str:
+    parts = [device, precision] + [k.replace("_", "-") for k, v in options.items() if v]
+    return " " + " ".join(parts)

@@ -1,0 +1,252 @@
+"""``check``, ``eval`` and ``info``: what an artifact computes, how accurate it is, and what it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._common import PROVIDER_OPT, _emit_json, _parse_batch_sizes, _stages, err, out
+
+
+def check_cmd(
+    artifact: Annotated[
+        str, typer.Argument(help="The artifact to check: an ONNX file of any precision.", show_default=False)
+    ],
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="'torch' (the PyTorch model rebuilt from the artifact's metadata, weights hash checked) or another artifact."
+        ),
+    ] = "torch",
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Seeded random inputs at these batch sizes.")
+    ] = "1,8",
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also compare on real images from this folder (preprocessed like everywhere else).", show_default=False
+        ),
+    ] = None,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="At most this many images, spread over the folder.")
+    ] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Weights for the torch reference when the metadata cannot name them (a file).",
+            show_default=False,
+        ),
+    ] = None,
+    rtol: Annotated[
+        float | None,
+        typer.Option(help="Require max|diff| <= RTOL x max|reference logit| (fp32 default 1e-4).", show_default=False),
+    ] = None,
+    min_cosine: Annotated[
+        float | None,
+        typer.Option(
+            "--min-cosine",
+            help="Require this per-sample cosine similarity (fp16 0.999, int8 0.95).",
+            show_default=False,
+        ),
+    ] = None,
+    min_top1: Annotated[
+        float | None,
+        typer.Option(
+            "--min-top1", help="Require this top-1 agreement (images: fp16 0.98, int8 0.9).", show_default=False
+        ),
+    ] = None,
+    provider: Annotated[str, PROVIDER_OPT] = "cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not."""
+    from ..errors import ParityError
+    from ..parity import Tolerance, compare
+    from ..runtime.onnxrt import providers_for
+
+    providers = providers_for(provider)
+    sizes = _parse_batch_sizes(batch_sizes)
+    tolerance = None
+    if rtol is not None or min_cosine is not None or min_top1 is not None:
+        tolerance = Tolerance(scale_rtol=rtol, min_cosine=min_cosine, min_top1_agreement=min_top1)
+    with _stages() as progress:
+        progress("comparing")
+        report = compare(
+            artifact,
+            reference,
+            batch_sizes=sizes,
+            images=images,
+            max_images=max_images,
+            seed=seed,
+            tolerance=tolerance,
+            weights=weights,
+            providers=providers,
+        )
+    from ..records import record_check
+
+    record_check(artifact, report)
+    for note in report.notes or []:
+        err.print("[bold yellow]note:[/] " + escape(note), highlight=False)
+    if json_out:
+        _emit_json(report)
+    else:
+        _render_check(report, artifact, reference)
+    if not report.passed:
+        failed = [row.inputs for row in report.rows if not row.result.passed]
+        raise ParityError(f"{artifact} differs from the reference beyond tolerance on: {'; '.join(failed)}", report)
+
+
+def _render_check(report: Any, artifact: str, reference: str) -> None:
+    """The verdict line and one table row per compared input set."""
+    status = "[bold green]passed[/]" if report.passed else "[bold red]FAILED[/]"
+    out.print(
+        f"{status}  {escape(str(report.candidate.get('path', artifact)))} ({report.precision}) vs "
+        f"{escape(str(report.reference.get('model') or report.reference.get('path') or reference))}"
+    )
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in (
+        "inputs",
+        "max abs",
+        "max rel",
+        "mean abs",
+        "max/|logit|",
+        "cosine min",
+        "top-1",
+        "top-5",
+        "tolerance",
+        "",
+    ):
+        table.add_column(col, justify="left" if col in ("inputs", "tolerance") else "right")
+    for row in report.rows:
+        r = row.result
+        table.add_row(
+            escape(row.inputs),
+            f"{r.max_abs_diff:.2e}",
+            f"{r.max_rel_diff:.2e}",
+            f"{r.mean_abs_diff:.2e}",
+            f"{r.diff_to_scale:.2e}",
+            f"{r.cosine_min:.6f}",
+            f"{r.top1_agreement:.0%}",
+            f"{r.top5_agreement:.0%}",
+            escape(r.tolerance),
+            "ok" if r.passed else "[red]FAIL[/]",
+        )
+    out.print(table)
+
+
+def eval_cmd(
+    artifact: Annotated[
+        str,
+        typer.Argument(
+            help="An ONNX file (any precision), a model id/depth (with --weights), or a .pth checkpoint (with --depth).",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[Path, typer.Option("--data", help="ImageFolder dataset: DIR/<class>/<image>.", show_default=False)],
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 32,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate this many images, spread evenly over the dataset.", show_default=False)
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Class names, one per line, in index order (default: sorted folder names).",
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", help="Weights for a model id/depth artifact.", show_default=False)
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint artifact.", show_default=False),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
+    provider: Annotated[str, PROVIDER_OPT] = "cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Top-1 / top-5 accuracy of an artifact on an image folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ..evaluation import evaluate
+    from ..runtime.onnxrt import providers_for
+
+    bar = Progress(
+        "[bold]evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    )
+    task = bar.add_task("eval", total=None)
+
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:  # start on the first batch: bad input fails before any bar is drawn
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        report = evaluate(
+            artifact,
+            data,
+            batch_size=batch_size,
+            limit=limit,
+            labels_file=labels,
+            weights=weights,
+            depth=depth,
+            threads=threads,
+            providers=providers_for(provider),
+            progress=update,
+        )
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    if report.skipped:
+        err.print(
+            f"[bold yellow]warning:[/] skipped {len(report.skipped)} unreadable image(s), e.g. "
+            + escape(report.skipped[0][0]),
+            highlight=False,
+        )
+    if json_out:
+        _emit_json(report)
+        return
+    out.print(
+        f"[bold]{escape(report.artifact)}[/] on {escape(report.data)}: {report.count} images, {report.classes} classes",
+        highlight=False,
+    )
+    out.print(
+        f"top-1 [bold]{report.top1 * 100:.2f}%[/]   top-5 [bold]{report.top5 * 100:.2f}%[/]   "
+        f"({report.seconds:.1f} s, {report.count / max(report.seconds, 1e-9):.1f} images/s)"
+    )
+
+
+def info_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An ONNX file exported by resnet-deploy.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what an exported artifact is: its metadata, signature and graph."""
+    from ..artifacts import describe_onnx
+
+    desc = describe_onnx(artifact)
+    if json_out:
+        _emit_json(desc)
+        return
+    out.print(f"[bold]{escape(desc['path'])}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for io_ in desc["inputs"] + desc["outputs"]:
+        grid.add_row(escape(io_["name"]), escape(f"{io_['dtype']} {io_['shape']}"))
+    grid.add_row("opset", str(desc["opset"]))
+    grid.add_row("nodes", ", ".join(f"{op} {n}" for op, n in desc["nodes_by_op"].items()))
+    rec = desc["parity_record"]
+    if rec["ok"]:
+        grid.add_row("parity", escape(f"passed ({rec['step']} vs {rec['reference']}, {rec['created']})"))
+    else:
+        grid.add_row("parity", "[yellow]" + escape(str(rec["problem"])) + "[/]")
+    for key, value in desc["metadata"].items():
+        grid.add_row(escape(key), escape(value))
+    out.print(grid)
