@@ -15,8 +15,9 @@ from .errors import (
     ResnetDeployError,
     WeightsError,
 )
-from .export import ExportReport, export_onnx, read_metadata
+from .export import ExportReport, export_onnx
 from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
+from .onnx_io import read_metadata
 from .predictor import Prediction, Predictor
 
 __all__ = [

@@ -13,7 +13,7 @@ they are rescaled to 8 bits first.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import ConfigError, DataError, MissingDependencyError
+from .onnx_io import FLOAT_NCHW, UINT8_NHWC, InputFormat
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -29,9 +30,7 @@ if TYPE_CHECKING:
     from .models.cfg import ModelCfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-FLOAT_NCHW = "float32-nchw"  # normalised float32 [n, 3, H, W]: what the exported graph takes
-UINT8_NHWC = "uint8-nhwc"  # resized and cropped RGB pixels [n, H, W, 3]: normalised inside the graph
-INPUT_FORMATS = (FLOAT_NCHW, UINT8_NHWC)
+INPUT_FORMATS = tuple(f.value for f in InputFormat)
 
 
 def _pil() -> Any:
@@ -68,7 +67,7 @@ class Preprocess:
         return cls(round(max(h, w) * ratio), (h, w), cfg.mean, cfg.std, cfg.interpolation)
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, str]) -> Preprocess:
+    def from_metadata(cls, meta: Mapping[str, str]) -> Preprocess:
         """From the ``metadata_props`` that ``export_onnx`` writes."""
         try:
             h, w = (int(v) for v in meta["image_size"].split("x"))

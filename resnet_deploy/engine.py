@@ -1,10 +1,8 @@
 """TensorRT engines: build from a toolkit ONNX, a JSON sidecar beside the plan, verified loading.
 
-A plan is only as portable as the TensorRT version and GPU it was built for, so every plan gets a
-sidecar (``resnet50.int8.plan.json``) recording both, its profile, its precision and the sha256 of
-the plan and of the ONNX it came from. ``load_engine`` checks the plan's hash (a truncated or
-altered file is refused before TensorRT sees it) and the sidecar against the running TensorRT and
-GPU (a mismatch is refused with what differs and how to rebuild), then deserializes.
+The sidecar and its rules live in ``sidecar.py`` (no TensorRT there). ``load_engine`` verifies the
+plan against its sidecar and the sidecar against the running TensorRT and GPU (a mismatch is
+refused with what differs and how to rebuild), then deserializes.
 
 TensorRT >= 10.12 and 11.x build strongly typed networks: the precision comes from the ONNX
 (fp32, fp16 tensors, or int8 Q/DQ). Older TensorRT 10 builds weakly typed with the FP16/INT8
@@ -14,195 +12,53 @@ tested on CPU; the calls into TensorRT run on a GPU machine (tests marked ``tens
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
 from .errors import ConfigError, EngineError, MissingDependencyError
-from .reports import atomic_path, atomic_write_text, check_output_path
-from .weights import sha256_file
-
-SIDECAR_SCHEMA = 1
-HARDWARE_COMPAT = ("none", "ampere-plus", "same-cc")
-STRONGLY_TYPED_SINCE = (10, 12)
-Progress = Callable[[str], None]
-
-
-def sidecar_path(plan: str | os.PathLike[str]) -> Path:
-    """``resnet50.int8.plan`` -> ``resnet50.int8.plan.json``."""
-    p = Path(plan)
-    return p.with_name(p.name + ".json")
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """'10.12.0.36' -> (10, 12, 0, 36); non-numeric parts end the version."""
-    parts = []
-    for piece in str(text).split("."):
-        m = re.match(r"\d+", piece)
-        if not m:
-            break
-        parts.append(int(m.group()))
-    if not parts:
-        raise ConfigError(f"not a version: {text!r}")
-    return tuple(parts)
-
-
-def build_mode(trt_version: str) -> str:
-    """'strongly-typed' for TensorRT >= 10.12 (and 11: only mode), else 'weakly-typed'."""
-    return "strongly-typed" if parse_version(trt_version)[:2] >= STRONGLY_TYPED_SINCE else "weakly-typed"
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One optimization profile over the batch axis (the other dims are fixed by the ONNX)."""
-
-    min_batch: int
-    opt_batch: int
-    max_batch: int
-    input_shape: tuple[int, int, int]  # C, H, W
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ConfigError(
-                f"batch profile must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
-            )
-
-    def shapes(self) -> dict[str, list[int]]:
-        c, h, w = self.input_shape
-        return {"min": [self.min_batch, c, h, w], "opt": [self.opt_batch, c, h, w], "max": [self.max_batch, c, h, w]}
-
-    def contains(self, batch: int) -> bool:
-        return self.min_batch <= batch <= self.max_batch
-
-
-@dataclass
-class Sidecar:
-    """Everything needed to decide, before deserializing, whether a plan can run here."""
-
-    tensorrt_version: str
-    cuda_version: str
-    gpu_name: str
-    compute_capability: str  # "9.0"
-    hardware_compat: str  # none | ampere-plus | same-cc
-    version_compatible: bool
-    build_mode: str  # strongly-typed | weakly-typed
-    precision: str
-    profile: dict[str, list[int]]
-    input_name: str
-    output_name: str
-    source_onnx: str
-    source_onnx_sha256: str
-    plan_sha256: str
-    plan_size_bytes: int
-    build_seconds: float
-    toolkit_version: str = __version__
-    schema: int = SIDECAR_SCHEMA
-    metadata: dict[str, str] = field(default_factory=dict)  # the ONNX's metadata_props, carried over
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_file(cls, path: Path) -> Sidecar:
-        if not path.is_file():
-            raise EngineError(
-                f"no sidecar {path.name} beside the plan: rebuild it with 'resnet-deploy build' "
-                "(a plan without its sidecar cannot be checked before loading)"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("schema") != SIDECAR_SCHEMA:
-                raise ValueError(f"schema {data.get('schema')!r}, expected {SIDECAR_SCHEMA}")
-            return cls(**data)
-        except (OSError, ValueError, TypeError) as e:
-            raise EngineError(f"sidecar {path} is unreadable ({e}): rebuild the engine") from None
-
-
-@dataclass(frozen=True)
-class RuntimeEnv:
-    """What is running here: TensorRT version and the GPU."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-
-
-def compatibility_problems(sidecar: Sidecar, env: RuntimeEnv) -> list[str]:
-    """Why this plan cannot run here ([] if it can), by TensorRT's portability rules:
-
-    - a plan runs only on the exact TensorRT version that built it (major, minor, patch and build),
-      unless built version-compatible: then on that version, a newer one of the same major, or the
-      next major NVIDIA supports (8 -> 10, 10 -> 11);
-    - ``hardware_compat="none"``: only on the kind of GPU that built it; ``"same-cc"``: any GPU of
-      the same compute capability; ``"ampere-plus"``: any GPU of compute capability >= 8.0.
-    """
-    problems = []
-    built, here = parse_version(sidecar.tensorrt_version), parse_version(env.tensorrt_version)
-    if sidecar.version_compatible:
-        # NVIDIA documents: the same major at an equal or newer version, and across majors only the
-        # next supported one (8 -> 10, 10 -> 11); nothing else.
-        next_major = {8: 10}.get(built[0], built[0] + 1)
-        if here < built:
-            problems.append(
-                f"TensorRT {env.tensorrt_version} here is older than {sidecar.tensorrt_version}, "
-                "which built this version-compatible plan"
-            )
-        elif here[0] not in (built[0], next_major):
-            problems.append(
-                f"TensorRT {env.tensorrt_version} here: a version-compatible plan from {sidecar.tensorrt_version} "
-                f"runs on TensorRT {built[0]}.x and {next_major}.x only"
-            )
-    elif here != built:
-        problems.append(f"TensorRT {env.tensorrt_version} here, built with {sidecar.tensorrt_version}")
-    cc_built, cc_here = parse_version(sidecar.compute_capability), parse_version(env.compute_capability)
-    gpu_here = f"GPU {env.gpu_name} (compute capability {env.compute_capability})"
-    if sidecar.hardware_compat == "ampere-plus":
-        if cc_here[:2] < (8, 0):
-            problems.append(f"{gpu_here} is older than Ampere; the plan was built ampere-plus")
-    elif cc_here[:2] != cc_built[:2]:
-        problems.append(f"{gpu_here} here, built for {sidecar.gpu_name} ({sidecar.compute_capability})")
-    elif sidecar.hardware_compat == "none" and env.gpu_name != sidecar.gpu_name:
-        problems.append(
-            f"{gpu_here} here, built for {sidecar.gpu_name}: without hardware compatibility a plan "
-            "is only for the GPU model that built it (--hardware-compat same-cc allows the same compute capability)"
-        )
-    return problems
-
-
-def verify_plan(plan: str | os.PathLike[str], env: RuntimeEnv | None) -> tuple[bytes, Sidecar]:
-    """The plan's bytes and sidecar, after the integrity and compatibility checks (``env=None``
-    skips compatibility, for inspecting a plan on a machine without TensorRT)."""
-    p = Path(plan)
-    if not p.is_file():
-        raise EngineError(f"engine not found: {p}")
-    sidecar = Sidecar.from_file(sidecar_path(p))
-    data = p.read_bytes()
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != sidecar.plan_size_bytes or digest != sidecar.plan_sha256:
-        raise EngineError(
-            f"{p.name} does not match its sidecar (size {len(data)} vs {sidecar.plan_size_bytes}, sha256 "
-            f"{digest[:12]}... vs {sidecar.plan_sha256[:12]}...): the plan is truncated or altered; rebuild it"
-        )
-    if env is not None:
-        problems = compatibility_problems(sidecar, env)
-        if problems:
-            raise EngineError(
-                f"{p.name} cannot run here: {'; '.join(problems)}. Rebuild it on this machine with "
-                f"'resnet-deploy build {sidecar.source_onnx}', or build it with --hardware-compat ampere-plus / "
-                "--version-compatible to make it portable"
-            )
-    return data, sidecar
-
+from .onnx_io import ArtifactMeta, graph_precision, load_onnx
+from .reports import Progress, atomic_path, atomic_write_text, check_output_path, sha256_file
+from .sidecar import (
+    HARDWARE_COMPAT,
+    SIDECAR_SCHEMA,
+    STRONGLY_TYPED_SINCE,
+    HardwareCompat,
+    Profile,
+    RuntimeEnv,
+    Sidecar,
+    build_mode,
+    compatibility_problems,
+    parse_version,
+    sidecar_path,
+    verify_plan,
+)
 
 # ---------------------------------------------------------------------------- TensorRT (GPU side)
+
+__all__ = [  # the engine API, with the sidecar names it has always exported
+    "HARDWARE_COMPAT",
+    "SIDECAR_SCHEMA",
+    "STRONGLY_TYPED_SINCE",
+    "BuildReport",
+    "HardwareCompat",
+    "Profile",
+    "RuntimeEnv",
+    "Sidecar",
+    "build_engine",
+    "build_mode",
+    "compatibility_problems",
+    "load_engine",
+    "onnx_profile",
+    "parse_version",
+    "runtime_env",
+    "sidecar_path",
+    "verify_plan",
+]
 
 
 def _tensorrt() -> Any:
@@ -248,9 +104,6 @@ def onnx_profile(
 ) -> tuple[Profile, dict[str, str], str]:
     """The profile for an ONNX's dynamic batch axis, its metadata and precision (clear errors for a
     fixed batch axis or a non-toolkit graph)."""
-    from .artifacts import load_onnx
-    from .precision import graph_precision
-
     model = load_onnx(onnx_path, load_weights=False)
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
@@ -262,7 +115,7 @@ def onnx_profile(
             "(re-export with --batch dynamic)"
         )
     chw = tuple(int(d.dim_value) for d in dims[1:])
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = ArtifactMeta.from_model(model).to_dict()
     return Profile(min_batch, opt_batch, max_batch, chw), meta, graph_precision(model)  # type: ignore[arg-type]
 
 
@@ -343,8 +196,6 @@ def build_engine(
     if plan is None:
         raise EngineError(f"TensorRT could not build an engine from {src.name} (see the TensorRT log above)")
     data = bytes(plan)
-    import hashlib
-
     sidecar = Sidecar(
         tensorrt_version=trt.__version__,
         cuda_version=_tensorrt_cuda(),

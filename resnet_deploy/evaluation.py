@@ -13,7 +13,8 @@ import numpy as np
 
 from .data import image_folder, iter_batches
 from .errors import ConfigError, DataError
-from .runtime.base import Runner, open_runner
+from .runtime.base import Runner
+from .runtime.registry import open_runner
 
 Progress = Callable[[int, int], None]  # (images done, total)
 

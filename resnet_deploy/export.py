@@ -9,13 +9,9 @@ file that passes is renamed onto the output path; a parity failure is an error, 
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
-import logging
 import os
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,29 +23,36 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .data import Preprocess
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .fold import fold_batchnorm
+from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
 from .models.cfg import ModelCfg
 from .models.profile import count_macs, count_params
 from .models.registry import create_model
 from .models.resnet import ResNet
-from .parity import FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
-from .records import record_report
-from .reports import atomic_path, check_output_path
-from .weights import WeightsInfo, WeightsSpec, sha256_file
+from .models.weights import WeightsInfo, WeightsSpec
+from .onnx_io import ArtifactMeta, read_metadata  # noqa: F401  (read_metadata: re-exported)
+from .reports import Progress, check_output_path
+from .runtime.pyt import TorchRunner
+from .stage import Verification, write_verified
+from .torch_export import (  # noqa: F401  (re-exported: the export API's names)
+    BATCH_AXIS,
+    DEFAULT_OPSET,
+    DYNAMO_MIN_OPSET,
+    EXPORTERS,
+    INPUT_NAME,
+    MAX_OPSET,
+    OUTPUT_NAME,
+    TORCHSCRIPT_OPSETS,
+    Exporter,
+    pick_exporter,
+    remove_identity_nodes,
+    run_torch_exporter,
+    set_batch_dim,
+)
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-BATCH_AXIS = "batch"
-DEFAULT_OPSET = 18
-EXPORTERS = ("auto", "dynamo", "torchscript")
-# The dynamo exporter emits opset >= 18 natively; below that torch's version converter is fragile,
-# so "auto" picks the TorchScript exporter for opsets 13-17.
-DYNAMO_MIN_OPSET = 18
-TORCHSCRIPT_OPSETS = range(13, 21)
 VERIFY_BATCH_SIZES = (1, 3)
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -169,9 +172,6 @@ def parse_batch(value: int | str | None) -> int | None:
 
 
 MAX_FIXED_BATCH = 4096
-# ONNX Runtime 1.19+ and TensorRT 10.x read opsets up to 21/22; newer opsets need IR versions that
-# deployment runtimes reject, so the toolkit stops at 22.
-MAX_OPSET = 22
 
 
 def _parse_int(value: object, what: str) -> int:
@@ -197,7 +197,7 @@ def current_weights_info(net: ResNet) -> WeightsInfo:
     """The model's WeightsInfo, re-hashed: weights changed since loading are recorded as such."""
     from dataclasses import replace
 
-    from .weights import state_dict_sha256
+    from .models.weights import state_dict_sha256
 
     info = net.weights_info
     if info is None:
@@ -223,116 +223,6 @@ def _check_finite(net: nn.Module, size: tuple[int, int], seed: int) -> None:
         y = net(x)
     if not torch.isfinite(y).all():
         raise ExportError("the PyTorch model itself outputs NaN or Inf on a standard-normal input: check the weights")
-
-
-def _pick_exporter(exporter: str, opset: int) -> str:
-    if exporter not in EXPORTERS:
-        raise ConfigError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
-    max_opset = min(onnx.defs.onnx_opset_version(), MAX_OPSET)
-    if not 13 <= opset <= max_opset:
-        raise ConfigError(
-            f"opset {opset} is not supported: choose 13-{max_opset} (what ONNX Runtime and TensorRT 10 read)"
-        )
-    if exporter == "auto":
-        exporter = "dynamo" if opset >= DYNAMO_MIN_OPSET else "torchscript"
-    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
-        raise ConfigError(
-            f"the dynamo exporter emits opset >= {DYNAMO_MIN_OPSET}; use --exporter torchscript for opset {opset}"
-        )
-    if exporter == "torchscript" and opset not in TORCHSCRIPT_OPSETS:
-        raise ConfigError(f"the TorchScript exporter supports opsets 13-20, not {opset}; use --exporter dynamo")
-    return exporter
-
-
-@contextlib.contextmanager
-def _quiet_torch_logs() -> Any:
-    """torch's exporters log chatter (e.g. 'torchvision is not installed') on stderr; mute it."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def _run_torch_exporter(
-    model: nn.Module, sample: torch.Tensor, opset: int, exporter: str, dynamic: bool
-) -> onnx.ModelProto:
-    """Run one of torch's exporters quietly (they print and warn) and return the ModelProto."""
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad(), _quiet_torch_logs():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            try:
-                import onnxscript  # noqa: F401
-            except ImportError:
-                raise MissingDependencyError("onnxscript", purpose="torch's dynamo ONNX exporter") from None
-            shapes = ({0: torch.export.Dim(BATCH_AXIS, min=1, max=65536)},) if dynamic else None
-            program = torch.onnx.export(
-                model,
-                (sample,),
-                None,
-                dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                opset_version=opset,
-                dynamic_shapes=shapes,
-                optimize=True,
-                external_data=False,
-            )
-            if program is None:
-                raise ExportError("torch.onnx.export returned no program")
-            return program.model_proto
-        buf = io.BytesIO()
-        axes = {INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}} if dynamic else None
-        torch.onnx.export(
-            model,
-            (sample,),
-            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file-like objects too
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamic_axes=axes,
-            do_constant_folding=True,
-        )
-        return onnx.load_from_string(buf.getvalue())
-
-
-def remove_identity_nodes(graph: onnx.GraphProto) -> int:
-    """Bypass every ``Identity`` node; returns how many were removed."""
-    outputs = {o.name for o in graph.output}
-    removed = 0
-    for node in list(graph.node):
-        if node.op_type != "Identity":
-            continue
-        src, dst = node.input[0], node.output[0]
-        if dst in outputs:
-            # Keep the graph output's name: let the producer of src write it directly.
-            producers = [n for n in graph.node if src in n.output]
-            if not producers or src in outputs or any(src in n.input for n in graph.node if n is not node):
-                continue
-            producer = producers[0]
-            producer.output[list(producer.output).index(src)] = dst
-        else:
-            for n in graph.node:
-                for i, name in enumerate(n.input):
-                    if name == dst:
-                        n.input[i] = src
-        graph.node.remove(node)
-        removed += 1
-    return removed
-
-
-def _set_batch_dim(model: onnx.ModelProto, dynamic: bool) -> None:
-    for value in [*model.graph.input, *model.graph.output]:
-        dim0 = value.type.tensor_type.shape.dim[0]
-        if dynamic:
-            dim0.Clear()
-            dim0.dim_param = BATCH_AXIS
 
 
 def build_metadata(
@@ -407,38 +297,6 @@ def _stage_width(stage: nn.Sequential) -> int:
     return int(conv.out_channels)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file."""
-    from .artifacts import load_onnx
-
-    return {p.key: p.value for p in load_onnx(path, load_weights=False).metadata_props}
-
-
-def verify_onnx(
-    path: Path,
-    reference: ResNet,
-    batch_sizes: Sequence[int],
-    *,
-    seed: int = 0,
-    tolerance: Tolerance = FP32_TOLERANCE,
-) -> list[ParityResult]:
-    """ONNX Runtime (CPU) on ``path`` against ``reference`` in torch, on the same seeded inputs: the
-    same ``compare`` that ``resnet-deploy check`` runs."""
-    from .parity import compare
-    from .runtime.onnxrt import OnnxRuntimeRunner
-    from .runtime.pyt import TorchRunner
-
-    candidate = OnnxRuntimeRunner(path)
-    report = compare(
-        candidate,
-        TorchRunner(reference, preprocess=candidate.preprocess),
-        batch_sizes=batch_sizes,
-        seed=seed,
-        tolerance=tolerance,
-    )
-    return [row.result for row in report.rows]
-
-
 def export_onnx(
     model: ResNet | str | int,
     output: str | os.PathLike[str] | None = None,
@@ -500,7 +358,7 @@ def export_onnx(
     out_path = check_output_path(output if output is not None else default_name, default_name)
     batch_n = parse_batch(batch)
     opset = _parse_int(opset, "opset")
-    exporter = _pick_exporter(exporter, opset)
+    exporter = pick_exporter(exporter, opset)
     verify_sizes = _verify_sizes(verify_batch_sizes, batch_n)
 
     if isinstance(model, ResNet):
@@ -574,7 +432,7 @@ def _export(
     say(f"exporting to ONNX (opset {opset}, {exporter})")
     sample = torch.randn(2 if batch_n is None else batch_n, 3, *size, generator=torch.Generator().manual_seed(seed))
     try:
-        proto = _run_torch_exporter(folded, sample, opset, exporter, dynamic=batch_n is None)
+        proto = run_torch_exporter(folded, sample, opset, exporter, dynamic=batch_n is None)
     except MissingDependencyError:
         raise
     except Exception as e:  # torch's exporters raise many types
@@ -584,11 +442,9 @@ def _export(
 
     say("checking the ONNX graph")
     remove_identity_nodes(proto.graph)
-    _set_batch_dim(proto, dynamic=batch_n is None)
+    set_batch_dim(proto, dynamic=batch_n is None)
     meta = build_metadata(net, cfg, info, size, batch_n, opset, exporter)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    ArtifactMeta(meta).write_to(proto)
     proto.producer_name = "resnet-deploy"
     proto.producer_version = __version__
     proto.doc_string = (
@@ -622,9 +478,9 @@ def _export(
     elif info.note and info.source in ("in-memory", "file"):
         report.warnings.append(info.note)
 
-    with atomic_path(out_path) as tmp:
+    def write(tmp: Path) -> None:
         onnx.save_model(proto, str(tmp))
-        del proto
+        proto.Clear()
         gc.collect()
         # Check and infer shapes on the file, in C++: no extra Python copies of the weights
         # (keeps ResNet-152 well under 2.5 GB peak).
@@ -639,26 +495,28 @@ def _export(
             ) from e
         lap("check")
         say(f"verifying with ONNX Runtime at batch {', '.join(map(str, verify_sizes))}")
-        report.parity = verify_onnx(tmp, net, verify_sizes, seed=seed, tolerance=tolerance)
-        report.parity_passed = all(r.passed for r in report.parity)
-        lap("verify")
-        report.file_size_bytes = tmp.stat().st_size
-        report.sha256 = sha256_file(tmp)
-        if not report.parity_passed:
-            worst = max(report.parity, key=lambda r: r.diff_to_scale)
-            message = (
-                f"ONNX Runtime output differs from PyTorch at batch {worst.batch_size}: max|diff| "
-                f"{worst.max_abs_diff:.3g} = {worst.diff_to_scale:.3g} x max|logit| "
-                f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
-            )
-            refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
-    record_report(
-        out_path,
-        report,
+
+    def failure(parity: list[ParityResult]) -> str:
+        worst = max(parity, key=lambda r: r.diff_to_scale)
+        return (
+            f"ONNX Runtime output differs from PyTorch at batch {worst.batch_size}: max|diff| "
+            f"{worst.max_abs_diff:.3g} = {worst.diff_to_scale:.3g} x max|logit| "
+            f"(tolerance {tolerance.describe()}, cosine {worst.cosine_min:.6f})"
+        )
+
+    verification = Verification(
+        reference=TorchRunner(net, preprocess=Preprocess.from_cfg(cfg, size)),
+        tolerance=tolerance,
         step="export",
-        reference="the PyTorch model (BatchNorm unfolded) vs onnxruntime CPU",
+        described_as="the PyTorch model (BatchNorm unfolded) vs onnxruntime CPU",
         weights_trained=info.trained,
+        failure=failure,
+        keep="--allow-mismatch" if allow_mismatch else None,
+        seed=seed,
+        batch_sizes=verify_sizes,
     )
+    write_verified(out_path, report, write, verification)
+    lap("verify")
     seconds["total"] = round(sum(seconds.values()), 3)
     report.seconds = seconds
     return report

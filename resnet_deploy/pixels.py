@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ._version import __version__
-from .artifacts import load_onnx, save_checked
-from .data import FLOAT_NCHW, UINT8_NHWC, Preprocess
+from .data import Preprocess
 from .errors import ConfigError
-from .parity import DEFAULT_TOLERANCES, FP32_TOLERANCE, ParityResult, Tolerance, refuse_or_keep
-from .records import record_report
-from .reports import atomic_path, check_output_path
-from .weights import sha256_file
+from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
+from .onnx_io import FLOAT_NCHW, UINT8_NHWC, ArtifactMeta, load_onnx, save_checked
+from .precisions import precision_spec
+from .reports import Progress, Reporter, check_output_path, sha256_file
+from .runtime.onnxrt import OnnxRuntimeRunner
+from .stage import Verification, write_verified
 
-Progress = Callable[[str], None]
 NORMALIZED = "input_normalized"  # the original network's input, now an internal tensor
 
 
@@ -131,14 +130,14 @@ def add_pixel_input(
     Default: fp32's 1e-4 x max|logit| (both run the same network on the same numbers, and outputs
     are usually bit-identical); for an fp16-input model fp16's cosine >= 0.999, because ONNX Runtime
     may fuse the wrapper's fp32->fp16 Cast away and feed the first layer unrounded inputs."""
-    say = progress or (lambda _stage: None)
+    say = Reporter(progress)
     t0 = time.perf_counter()
     src_path = Path(src)
     model = load_onnx(src_path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "model" not in meta or "image_size" not in meta:
+    meta = ArtifactMeta.from_model(model)
+    if not meta.is_toolkit:
         raise ConfigError(f"{src_path.name} was not exported by resnet-deploy (no model/preprocessing metadata)")
-    if meta.get("input_format", FLOAT_NCHW) != FLOAT_NCHW:
+    if meta.input_format != FLOAT_NCHW:
         raise ConfigError(f"{src_path.name} already takes {meta['input_format']} input")
     default = default_output(src_path)
     out = check_output_path(dst if dst is not None else default, default.name)
@@ -147,7 +146,7 @@ def add_pixel_input(
     pre = Preprocess.from_metadata(meta)
     if tolerance is None:
         fp16_input = model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
-        tolerance = DEFAULT_TOLERANCES["fp16"]["random"] if fp16_input else FP32_TOLERANCE
+        tolerance = precision_spec("fp16").check_random if fp16_input else FP32_TOLERANCE
     say("adding uint8 NHWC preprocessing to the graph")
     wrap_graph(model, pre)
     source_sha = sha256_file(src_path)
@@ -158,17 +157,14 @@ def add_pixel_input(
         "pixel_source_sha256": source_sha,
         "toolkit_version": __version__,
     }
-    merged = meta | updates
-    del model.metadata_props[:]
-    for k, v in merged.items():
-        model.metadata_props.add(key=k, value=v)
+    (meta | updates).write_to(model)
     model.producer_name, model.producer_version = "resnet-deploy", __version__
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     report = PixelInputReport(
         path=str(out.resolve()),
         source=str(src_path.resolve()),
         source_sha256=source_sha,
-        precision=meta.get("precision", "fp32"),
+        precision=meta.precision,
         input={
             "name": model.graph.input[0].name,
             "dtype": "uint8",
@@ -176,38 +172,31 @@ def add_pixel_input(
         },
         tolerance=tolerance.describe(),
     )
-    with atomic_path(out) as tmp:
-        save_checked(model, tmp, "pixel-input")
-        del model
-        say("comparing the pixel-input model with the float model")
-        from .parity import compare
-        from .runtime.onnxrt import OnnxRuntimeRunner
 
-        fixed = batch.dim_value if batch.HasField("dim_value") else None
-        checked = compare(
-            OnnxRuntimeRunner(tmp),
-            OnnxRuntimeRunner(src_path),
-            batch_sizes=(fixed,) if fixed else (1, 3),
-            seed=seed,
-            tolerance=tolerance,
+    def write(tmp: Path) -> None:
+        save_checked(model, tmp, "pixel-input")
+        model.Clear()
+        say("comparing the pixel-input model with the float model")
+
+    def failure(parity: list[ParityResult]) -> str:
+        worst = max(parity, key=lambda r: r.diff_to_scale)
+        return (
+            f"the pixel-input model differs from {src_path.name}: max|diff| {worst.diff_to_scale:.3g} x "
+            f"max|logit| (tolerance {tolerance.describe()})"
         )
-        report.parity = [row.result for row in checked.rows]
-        report.parity_passed = checked.passed
-        report.file_size_bytes = tmp.stat().st_size
-        report.sha256 = sha256_file(tmp)
-        if not checked.passed:
-            worst = max(report.parity, key=lambda r: r.diff_to_scale)
-            message = (
-                f"the pixel-input model differs from {src_path.name}: max|diff| {worst.diff_to_scale:.3g} x "
-                f"max|logit| (tolerance {tolerance.describe()})"
-            )
-            refuse_or_keep(report, message, "--allow-mismatch" if allow_mismatch else None)
-    record_report(
-        out,
-        report,
+
+    fixed = batch.dim_value if batch.HasField("dim_value") else None
+    verification = Verification(
+        reference=OnnxRuntimeRunner(src_path),
+        tolerance=tolerance,
         step="pixel-input",
-        reference=f"float-input ONNX {src_path.name} (sha256 {source_sha[:12]}) on the same pixels, onnxruntime CPU",
-        weights_trained=meta.get("weights_trained", "true") == "true",
+        described_as=f"float-input ONNX {src_path.name} (sha256 {source_sha[:12]}) on the same pixels, onnxruntime CPU",
+        weights_trained=meta.weights_trained,
+        failure=failure,
+        keep="--allow-mismatch" if allow_mismatch else None,
+        seed=seed,
+        batch_sizes=(fixed,) if fixed else (1, 3),
     )
+    write_verified(out, report, write, verification)
     report.seconds = time.perf_counter() - t0
     return report

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +19,11 @@ from numpy.typing import NDArray
 
 from .data import Preprocess, from_array, load_image
 from .errors import ConfigError, DataError
-from .runtime.base import Runner, open_runner
+from .models.labels import class_names
+from .runtime.base import Runner
+from .runtime.registry import Backend, open_backend
 
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
+BACKENDS = tuple(b.value for b in Backend)  # the runtime registry's backends (kept under its old name)
 DEFAULT_BATCH = 32
 
 
@@ -45,80 +45,12 @@ class Prediction:
         }
 
 
-def class_names(meta: dict[str, str], labels: str | os.PathLike[str] | Sequence[str] | None = None) -> list[str]:
-    """Class names in index order: from ``labels`` (a file, one name per line, or a list), else
-    ImageNet's 1,000 or CIFAR-10's 10 names (package data) when the artifact says so, else indices."""
-    try:
-        n = int(meta.get("num_classes", "0"))
-    except ValueError:
-        n = 0
-    if labels is not None:
-        if isinstance(labels, (str, os.PathLike)):
-            path = Path(labels)
-            if not path.is_file():
-                raise ConfigError(f"labels file not found: {path}")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"labels file {path} is not readable UTF-8 text ({type(e).__name__})") from None
-            names = [line.strip() for line in text.splitlines() if line.strip()]
-        else:
-            names = [str(x) for x in labels]
-        if n and len(names) != n:
-            raise ConfigError(f"{len(names)} labels for a model with {n} classes")
-        return names
-    kind = meta.get("labels", "")
-    if kind in ("imagenet", "cifar10"):
-        text = resources.files("resnet_deploy").joinpath(f"assets/{kind}_classes.txt").read_text("utf-8")
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-        if len(names) == n:
-            return names
-    return [str(i) for i in range(n)]
-
-
 def softmax(logits: NDArray[Any]) -> NDArray[Any]:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     probs: NDArray[Any] = e / e.sum(axis=-1, keepdims=True)
     return probs
-
-
-def open_backend(
-    artifact: str | os.PathLike[str],
-    backend: str = "auto",
-    *,
-    threads: int | None = None,
-    depth: int | str | None = None,
-) -> Runner:
-    """The runner for ``artifact`` on ``backend`` (auto: TensorRT for a plan, ONNX Runtime on the
-    CPU for an ONNX, PyTorch for a model id or checkpoint). A GPU backend that cannot start is an
-    error, never a silent move to the CPU."""
-    key = backend.strip().lower()
-    if key not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    path = Path(artifact)
-    suffix = path.suffix.lower()
-    if key == "auto":
-        return open_runner(os.fspath(artifact), threads=threads, depth=depth)
-    if key.startswith("onnxruntime"):
-        if suffix != ".onnx":
-            raise ConfigError(f"backend {key} runs .onnx files, not {path.name}")
-        from .runtime.onnxrt import OnnxRuntimeRunner, providers_for
-
-        provider = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tensorrt": "tensorrt"}[key]
-        return OnnxRuntimeRunner(path, providers=providers_for(provider), threads=threads)
-    if key == "tensorrt":
-        if suffix not in (".plan", ".engine"):
-            raise ConfigError(
-                f"backend tensorrt runs .plan/.engine files (build one with 'resnet-deploy build'), not {path.name}"
-            )
-        from .runtime.trt import TensorRTRunner
-
-        return TensorRTRunner(path)
-    if suffix in (".onnx", ".plan", ".engine"):
-        raise ConfigError(f"backend torch runs model ids and checkpoints, not {path.name}")
-    return open_runner(os.fspath(artifact), threads=threads, depth=depth)
 
 
 class Predictor:
@@ -151,7 +83,7 @@ class Predictor:
     def from_artifact(
         cls,
         path: str | os.PathLike[str],
-        backend: str = "auto",
+        backend: str | Backend = "auto",
         *,
         labels: str | os.PathLike[str] | Sequence[str] | None = None,
         batch_size: int | None = None,

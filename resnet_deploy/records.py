@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .reports import atomic_write_text, to_jsonable
+from .reports import atomic_write_text, sha256_file, to_jsonable
 
 RECORD_SCHEMA = 1
 RECORD_SUFFIX = ".parity.json"
@@ -143,10 +143,7 @@ def record_problem(artifact: str | os.PathLike[str], sha256: str) -> str | None:
 
 
 def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
-    """Record a ``check`` (a ``parity.CheckReport``) of the artifact file ``artifact``."""
-    from .artifacts import artifact_metadata
-    from .weights import sha256_file
-
+    """Record a ``check`` (a ``metrics.CheckReport``) of the artifact file ``artifact``."""
     path = Path(artifact)
     if not path.is_file():
         return None  # a model id or a runner: nothing on disk to vouch for
@@ -167,5 +164,5 @@ def record_check(artifact: str | os.PathLike[str], report: Any) -> Path | None:
         reference=reference,
         tolerance="; ".join(sorted({row.result.tolerance for row in report.rows})),
         results=[row.to_dict() for row in report.rows],
-        weights_trained=artifact_metadata(path).get("weights_trained", "true") == "true",
+        weights_trained=bool(getattr(report, "weights_trained", True)),
     )

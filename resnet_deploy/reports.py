@@ -1,4 +1,4 @@
-"""Atomic file writes and JSON rendering shared by every stage.
+"""Atomic file writes, JSON rendering, file hashes and the progress protocol shared by every stage.
 
 An artifact is written to a hidden temp file in its target folder and renamed over the target
 only once complete (``os.replace`` is atomic on POSIX): a crash, a failed check or Ctrl-C never
@@ -7,15 +7,16 @@ leaves a partial file at the output path.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
 
@@ -98,3 +99,49 @@ def to_jsonable(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+@runtime_checkable
+class StepProgress(Protocol):
+    """A progress display that also draws counted stages (a bar): the CLI's rich UI."""
+
+    def __call__(self, stage: str) -> None: ...
+
+    def step(self, stage: str, done: int, total: int) -> None: ...
+
+
+# The one progress protocol of the library: a callable that takes the current stage's name. An
+# object that also has ``step(stage, done, total)`` (``StepProgress``) gets counted stages as
+# bars; a plain callable gets each counted stage's name once.
+Progress = Callable[[str], None]
+
+
+class Reporter:
+    """What a stage calls to report progress, whatever (if anything) the caller passed."""
+
+    def __init__(self, progress: Progress | StepProgress | None = None) -> None:
+        self._progress = progress
+        self._last = ""
+
+    def __call__(self, stage: str) -> None:
+        if self._progress is not None:
+            self._progress(stage)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        if isinstance(self._progress, StepProgress):
+            self._progress.step(stage, done, total)
+        elif stage != self._last:
+            self(stage)
+        self._last = stage

@@ -156,7 +156,7 @@ class TritonServer:
     # ----------------------------------------------------------------------------------- runners
 
     def _open_runners(self) -> list[Runner]:
-        from .predictor import open_backend
+        from .runtime.registry import open_backend
         from .system import cpu_count
 
         o = self.options
@@ -192,7 +192,7 @@ class TritonServer:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-        from .predictor import class_names
+        from .models.labels import class_names
 
         busy = busy_ports(o.address, [o.http_port, o.grpc_port, o.metrics_port])
         if busy:

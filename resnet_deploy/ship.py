@@ -29,7 +29,7 @@ from ._version import __version__
 from .artifacts import artifact_metadata, load_onnx
 from .errors import ConfigError, ResnetDeployError
 from .records import record_path, record_problem
-from .reports import atomic_write_text
+from .reports import atomic_write_text, sha256_file
 from .triton import (
     ACCELERATOR_PRECISIONS,
     DEFAULT_MAX_BATCH,
@@ -45,7 +45,6 @@ from .triton import (
     triton_max_batch,
     validate_config,
 )
-from .weights import sha256_file
 
 __all__ = [
     "ACCELERATOR_PRECISIONS",
@@ -200,7 +199,7 @@ def _onnx_io(path: Path) -> ModelIo:
 
 
 def _plan_io(path: Path) -> tuple[ModelIo, Any]:
-    from .engine import verify_plan
+    from .sidecar import verify_plan
 
     _, sidecar = verify_plan(path, None)  # integrity: the bytes are the ones the sidecar describes
     meta = sidecar.metadata
@@ -295,7 +294,7 @@ def _evidence(art: _Artifact) -> tuple[str, list[str]]:
 
 def _label_names(art: _Artifact, labels: str | os.PathLike[str] | None, warnings: list[str]) -> list[str] | None:
     """The class names for labels.txt: the --labels file, else the dataset's own; None for neither."""
-    from .predictor import class_names
+    from .models.labels import class_names
 
     names: list[str] | None = None
     num_classes = art.io.output_dims[0]
@@ -383,7 +382,7 @@ def _assemble(
         shutil.copyfile(src, staging / filename)
         files = [filename]
         if art.sidecar is not None:
-            from .engine import sidecar_path
+            from .sidecar import sidecar_path
 
             shutil.copyfile(sidecar_path(src), staging / f"{filename}.json")
             files.append(f"{filename}.json")

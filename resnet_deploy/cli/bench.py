@@ -266,10 +266,10 @@ def _bench_targets(
 ) -> list[Any]:
     """One Target per artifact x backend (and a PyTorch zoo model for --depth)."""
     from ..bench import Target
+    from ..reports import sha256_file
     from ..runtime.onnxrt import OnnxRuntimeRunner, providers_for
     from ..runtime.pyt import TorchRunner
     from ..runtime.trt import TensorRTRunner
-    from ..weights import sha256_file
 
     targets = []
     for artifact in artifacts:

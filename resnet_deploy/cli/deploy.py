@@ -157,7 +157,7 @@ def serve_cmd(
 
     from ..reports import check_output_path
     from ..serve import ServeOptions, TritonServer
-    from ..ship import parse_batch_list
+    from ..triton import parse_batch_list
 
     options = ServeOptions(
         artifact=artifact,

@@ -210,7 +210,8 @@ def _engine_profile(
     engine cannot be built here. None with --format onnx."""
     if fmt != FormatChoice.engine:
         return None
-    from ..engine import Profile, runtime_env
+    from ..engine import runtime_env
+    from ..sidecar import Profile
 
     if batch.strip().lower() != "dynamic":
         raise ConfigError("--format engine needs --batch dynamic (the engine's profile sets the batch range)")

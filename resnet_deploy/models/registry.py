@@ -13,7 +13,7 @@ from . import resnet as _r
 from .cfg import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ModelCfg, WeightSource
 
 if TYPE_CHECKING:
-    from ..weights import WeightsSpec
+    from .weights import WeightsSpec
 
 _TV = "https://download.pytorch.org/models/"
 
@@ -156,7 +156,7 @@ def create_model(
     the architecture, else random. The result carries ``.cfg`` (preprocessing, labels) and
     ``.weights_info`` (what went in, with hashes) for the later stages.
     """
-    from ..weights import load_weights
+    from .weights import load_weights
 
     name = resolve_model_name(model)
     cfg = _CFGS[name]

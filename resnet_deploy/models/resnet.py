@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from ..weights import WeightsInfo
     from .cfg import ModelCfg
+    from .weights import WeightsInfo
 
 Variant = Literal["v1", "v1.5"]
 Shortcut = Literal["A", "B", "C"]

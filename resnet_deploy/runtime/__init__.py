@@ -5,9 +5,19 @@ Heavy setup (session, model, device) happens in ``__enter__`` and is released in
 this package imports neither onnxruntime nor tensorrt: each runner imports its library on use.
 """
 
-from .base import Runner, open_runner
+from .base import Runner
 from .onnxrt import OnnxRuntimeRunner, providers_for
 from .pyt import TorchRunner
+from .registry import Backend, open_backend, open_runner
 from .trt import TensorRTRunner
 
-__all__ = ["OnnxRuntimeRunner", "Runner", "TensorRTRunner", "TorchRunner", "open_runner", "providers_for"]
+__all__ = [
+    "Backend",
+    "OnnxRuntimeRunner",
+    "Runner",
+    "TensorRTRunner",
+    "TorchRunner",
+    "open_backend",
+    "open_runner",
+    "providers_for",
+]

@@ -1,12 +1,13 @@
-"""The Runner interface and ``open_runner``, which picks a runner for an artifact."""
+"""The Runner interface: what every backend implements (after Polygraphy's ``BaseRunner``).
+
+Only the interface lives here; which runner runs which artifact is ``registry.py``'s table.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from abc import ABC, abstractmethod
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
+from ..onnx_io import ArtifactMeta
 
 if TYPE_CHECKING:
     from ..data import Preprocess
@@ -31,7 +33,7 @@ class Runner(ABC):
         self.active = False
         # What the artifact says about itself (an ONNX file's metadata_props, a plan's sidecar);
         # a PyTorch runner describes its model the same way.
-        self.metadata: dict[str, str] = {}
+        self.metadata = ArtifactMeta()
         self._lock = threading.Lock()  # serialises infer_all where the runner is not thread-safe
 
     def __enter__(self) -> Runner:
@@ -126,38 +128,3 @@ class Runner(ABC):
             dims = ", ".join(map(str, want))
             raise ConfigError(f"expected input [n, {dims}] ({pre.input_format}), got {list(x.shape)}")
         return x
-
-
-def open_runner(
-    artifact: str | os.PathLike[str],
-    *,
-    weights: str | None = None,
-    depth: int | str | None = None,
-    threads: int | None = None,
-    providers: tuple[str, ...] = ("CPUExecutionProvider",),
-) -> Runner:
-    """A runner for an ONNX file (ONNX Runtime), a model id or depth (PyTorch, with ``weights``), or
-    a PyTorch checkpoint (``depth`` names the architecture; classes and widths are read from it)."""
-    text = os.fspath(artifact)
-    path = Path(text)
-    if path.suffix.lower() == ".onnx":
-        from .onnxrt import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, providers=providers, threads=threads)
-    if path.suffix.lower() in (".plan", ".engine"):
-        from .trt import TensorRTRunner
-
-        return TensorRTRunner(path)
-    from .pyt import TorchRunner
-
-    if path.suffix.lower() in (".pth", ".pt", ".safetensors"):
-        if weights is not None:
-            raise ConfigError("give the checkpoint as the artifact or as --weights, not both")
-        if depth is None:
-            raise ConfigError(f"{path.name} is a PyTorch checkpoint: name its architecture (--depth N)")
-        return TorchRunner.from_checkpoint(depth, path, threads=threads)
-    if path.is_file() or path.suffix:
-        raise ConfigError(
-            f"{path.name}: not an artifact this toolkit runs (.onnx, .plan/.engine, .pth/.pt/.safetensors)"
-        )
-    return TorchRunner.from_zoo(text, weights=weights or "auto", threads=threads)

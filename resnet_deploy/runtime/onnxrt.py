@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
+from ..onnx_io import ArtifactMeta, load_onnx
 from ..system import cpu_count
 from .base import Runner
 
@@ -62,11 +63,9 @@ class OnnxRuntimeRunner(Runner):
         threads: int | None = None,
     ) -> None:
         super().__init__()
-        from ..artifacts import load_onnx
-
         self.path = Path(path)
         model = load_onnx(self.path, load_weights=False)  # clear errors for missing / non-ONNX files
-        self.metadata = {p.key: p.value for p in model.metadata_props}
+        self.metadata = ArtifactMeta.from_model(model)
         self._pre = Preprocess.from_metadata(self.metadata)
         batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
         self._fixed = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
@@ -140,6 +139,6 @@ class OnnxRuntimeRunner(Runner):
             "path": str(self.path),
             "providers": list(self.providers),
             "threads": self.threads,
-            "precision": self.metadata.get("precision", "fp32"),
+            "precision": self.metadata.precision,
             "model": self.metadata.get("model"),
         }

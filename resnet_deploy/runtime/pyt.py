@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from ..data import Preprocess
 from ..errors import ConfigError, EngineError
 from ..models.registry import create_model, get_model_cfg
 from ..models.resnet import ResNet
-from ..weights import read_state_dict
+from ..models.weights import read_state_dict
+from ..onnx_io import ArtifactMeta
 from .base import Runner
 
 DEVICES = ("cpu", "cuda")
@@ -70,11 +72,9 @@ class TorchRunner(Runner):
         if cuda_graphs and device != "cuda":
             raise ConfigError("CUDA graphs need --device cuda")
         self.model = model
-        self.metadata = {
-            "model": model.model_name,
-            "num_classes": str(model.fc.out_features),
-            "labels": model.cfg.labels,
-        }
+        self.metadata = ArtifactMeta(
+            {"model": model.model_name, "num_classes": str(model.fc.out_features), "labels": model.cfg.labels}
+        )
         self.threads = threads
         self.label = label or model.model_name
         # The PyTorch network takes normalised float NCHW, whatever its exported artifact takes.
@@ -87,7 +87,7 @@ class TorchRunner(Runner):
     @classmethod
     def from_metadata(
         cls,
-        meta: dict[str, str],
+        meta: Mapping[str, str],
         *,
         weights: str | None = None,
         preprocess: Preprocess | None = None,
@@ -100,13 +100,10 @@ class TorchRunner(Runner):
             raise ConfigError(
                 "the artifact has no resnet-deploy metadata to rebuild a PyTorch reference from: use --reference PATH"
             )
-        kwargs: dict[str, Any] = {
-            "variant": meta.get("variant", "v1.5"),
-            "shortcut": meta.get("shortcut"),
-            "num_classes": int(meta.get("num_classes", "1000")),
-        }
-        if meta.get("widths"):
-            kwargs["widths"] = tuple(int(v) for v in meta["widths"].split(","))
+        m = ArtifactMeta(meta)
+        kwargs: dict[str, Any] = {"variant": m.variant, "shortcut": m.shortcut, "num_classes": m.num_classes or 1000}
+        if m.widths:
+            kwargs["widths"] = m.widths
         source = meta.get("weights_source")
         if weights is not None:
             spec = weights

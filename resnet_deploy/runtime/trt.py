@@ -13,7 +13,10 @@ from typing import Any
 from numpy.typing import NDArray
 
 from ..data import Preprocess
+from ..engine import load_engine
 from ..errors import ConfigError, EngineError
+from ..onnx_io import ArtifactMeta
+from ..sidecar import Sidecar, sidecar_path
 from .base import Runner
 
 
@@ -22,14 +25,11 @@ class TensorRTRunner(Runner):
 
     def __init__(self, plan: str | os.PathLike[str]) -> None:
         super().__init__()
-        from ..engine import Sidecar, sidecar_path
-
         self.path = Path(plan)
         if not self.path.is_file():
             raise EngineError(f"engine not found: {self.path}")
         self.sidecar = Sidecar.from_file(sidecar_path(self.path))
-        self.metadata = dict(self.sidecar.metadata)
-        self.metadata["precision"] = self.sidecar.precision
+        self.metadata = ArtifactMeta({**self.sidecar.metadata, "precision": self.sidecar.precision})
         self._pre = Preprocess.from_metadata(self.metadata)
         self._max = int(self.sidecar.profile["max"][0])
         self._min = int(self.sidecar.profile["min"][0])
@@ -51,8 +51,6 @@ class TensorRTRunner(Runner):
 
     def activate(self) -> None:
         import torch
-
-        from ..engine import load_engine
 
         self._engine, _ = load_engine(self.path)
         self._context = self._engine.create_execution_context()

@@ -1,0 +1,161 @@
+"""Parity metrics: compare a candidate's outputs with a reference's, with pluggable tolerances.
+
+Pure: arrays in, numbers and a verdict out. Running the runners (``check.py``) and comparing
+their results are separate steps, as in Polygraphy, so the same comparison serves export
+verification, ``check`` and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ParityError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria. ``scale_rtol``: max |ref - cand| <= scale_rtol * max |ref| (the logits' scale)."""
+
+    scale_rtol: float | None = 1e-4
+    min_cosine: float | None = None
+    min_top1_agreement: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.scale_rtol is not None:
+            parts.append(f"max|diff| <= {self.scale_rtol:g} x max|ref|")
+        if self.min_cosine is not None:
+            parts.append(f"cosine >= {self.min_cosine:g}")
+        if self.min_top1_agreement is not None:
+            parts.append(f"top-1 agreement >= {self.min_top1_agreement:g}")
+        return " and ".join(parts) or "none"
+
+
+FP32_TOLERANCE = Tolerance(scale_rtol=1e-4)
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """How closely one output batch matches its reference."""
+
+    batch_size: int
+    max_abs_diff: float
+    max_rel_diff: float  # max |ref - cand| / |ref| (elementwise; large where ref is near 0)
+    mean_abs_diff: float
+    ref_scale: float  # max |ref|
+    diff_to_scale: float  # max_abs_diff / ref_scale: what scale_rtol bounds
+    cosine_min: float  # worst per-sample cosine similarity
+    cosine_mean: float
+    top1_agreement: float  # fraction of samples with the same argmax
+    top5_agreement: float  # fraction with the same top-5 set (when there are >= 5 classes)
+    passed: bool
+    tolerance: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def refuse_or_keep(report: Any, message: str, keep: str | None) -> None:
+    """The verdict on a failed comparison: raise ParityError with the report (the caller writes
+    nothing) unless ``keep`` names why the file is kept anyway, which the report's warnings say."""
+    if keep is None:
+        report.written = False
+        raise ParityError(message + "; nothing was written (--allow-mismatch keeps the file)", report)
+    report.warnings.append(f"{message}; kept because of {keep}")
+
+
+def _topk(x: NDArray[Any], k: int) -> NDArray[Any]:
+    k = min(k, x.shape[1])
+    return np.sort(np.argsort(-x, axis=1, kind="stable")[:, :k], axis=1)
+
+
+def compare_outputs(
+    reference: NDArray[Any], candidate: NDArray[Any], tolerance: Tolerance = FP32_TOLERANCE
+) -> ParityResult:
+    """Compare two ``[batch, classes]`` output arrays (computed in float64)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"output shapes differ: reference {ref.shape} vs candidate {cand.shape}")
+    if ref.ndim != 2 or ref.shape[0] == 0:
+        raise ValueError(f"expected [batch, classes] outputs, got shape {ref.shape}")
+    finite = bool(np.isfinite(cand).all() and np.isfinite(ref).all())
+    diff = np.abs(ref - cand)
+    scale = float(np.abs(ref).max())
+    max_abs = float(diff.max()) if finite else float("inf")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = diff / np.abs(ref)
+    rel = np.where(diff == 0, 0.0, rel)
+    max_rel = float(np.nanmax(rel)) if finite else float("inf")
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    dots = (ref * cand).sum(axis=1)
+    cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(diff.max(axis=1) == 0, 1.0, 0.0))
+    top1 = float((ref.argmax(1) == cand.argmax(1)).mean())
+    top5 = float((_topk(ref, 5) == _topk(cand, 5)).all(axis=1).mean())
+    to_scale = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+
+    passed = finite
+    if tolerance.scale_rtol is not None:
+        passed = passed and to_scale <= tolerance.scale_rtol
+    if tolerance.min_cosine is not None:
+        passed = passed and float(cos.min()) >= tolerance.min_cosine
+    if tolerance.min_top1_agreement is not None:
+        passed = passed and top1 >= tolerance.min_top1_agreement
+    return ParityResult(
+        batch_size=int(ref.shape[0]),
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        mean_abs_diff=float(diff.mean()) if finite else float("inf"),
+        ref_scale=scale,
+        diff_to_scale=to_scale if finite else float("inf"),
+        cosine_min=float(cos.min()) if finite else float("nan"),
+        cosine_mean=float(cos.mean()) if finite else float("nan"),
+        top1_agreement=top1,
+        top5_agreement=top5,
+        passed=bool(passed),
+        tolerance=tolerance.describe(),
+    )
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    inputs: str  # "random, batch 8" | "images (64 from DIR)"
+    result: ParityResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, **self.result.to_dict()}
+
+
+@dataclass
+class CheckReport:
+    candidate: dict[str, Any]
+    reference: dict[str, Any]
+    precision: str
+    rows: list[ParityRow]
+    passed: bool
+    seconds: float = 0.0
+    notes: list[str] | None = None
+    # What the candidate's metadata says of its weights (for its parity record; not in to_dict).
+    weights_trained: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "precision": self.precision,
+            "passed": self.passed,
+            "results": [r.to_dict() for r in self.rows],
+            "notes": self.notes or [],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) -> list[NDArray[Any]]:
+    """Seeded standard-normal inputs (the space normalised images live in), one array per batch size."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]
