@@ -13,7 +13,7 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._version import __version__
+from .choices import Backend
 from .errors import ConfigError, MissingDependencyError
-from .reports import atomic_write_text, dumps
+from .models.profile import count_macs
+from .models.registry import model_stats
+from .onnx_io import ArtifactMeta
+from .reports import atomic_write_text, dumps, sha256_file
+from .runtime.pyt import TorchRunner
+from .runtime.registry import artifact_kind, open_backend, resolve_backend
 from .system import cpu_count, cpu_model, dist_version
 
 PERCENTILES = (50, 90, 95, 99)
@@ -418,3 +424,72 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return target
+
+
+# --------------------------------------------------------------------------------------- targets
+
+
+def bench_targets(
+    artifacts: Sequence[str | os.PathLike[str]],
+    *,
+    depth: int | None = None,
+    backends: Sequence[str | Backend] = (),
+    device: str = "cpu",
+    dtype: str = "fp32",
+    threads: int | None = None,
+    **torch_options: Any,
+) -> list[Target]:
+    """One Target per artifact x backend (each artifact's own backend when none is given), opened
+    through the runtime registry, plus a PyTorch zoo model (random weights) for ``depth`` unless
+    ``depth`` names the architecture of checkpoint artifacts. ``torch`` on an ONNX or a plan is the
+    PyTorch model it was exported from."""
+    names = [Path(a).name for a in artifacts]
+    targets = []
+    for artifact in artifacts:
+        path = Path(artifact)
+        if not path.is_file():
+            raise ConfigError(f"file not found: {path}")
+        kind = artifact_kind(path)
+        shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+        for backend in [resolve_backend(path, b) for b in backends] or [resolve_backend(path)]:
+            torch_label = _torch_label(device, dtype, torch_options) if backend is Backend.torch else ""
+            runner = open_backend(
+                path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **torch_options
+            )
+            macs = _macs_from_metadata(runner.metadata) if kind in ("onnx", "plan") else None
+            if macs is None and isinstance(runner, TorchRunner):
+                macs = count_macs(runner.model, runner.preprocess.crop)
+            targets.append(Target(f"{shown} [{backend.value}{torch_label}]", runner, macs, sha256_file(path)))
+    if depth is not None and not any(artifact_kind(a) == "checkpoint" for a in artifacts):
+        zoo = TorchRunner.from_zoo(
+            str(depth), weights="random", threads=threads, device=device, dtype=dtype, **torch_options
+        )
+        info = zoo.model.weights_info
+        label = f"resnet{depth} [torch{_torch_label(device, dtype, torch_options)}]"
+        targets.append(
+            Target(label, zoo, count_macs(zoo.model, zoo.preprocess.crop), info.state_sha256 if info else None)
+        )
+    return targets
+
+
+def _macs_from_metadata(meta: Mapping[str, str]) -> int | None:
+    m = ArtifactMeta(meta)
+    try:
+        if m.model is None or m.image_size is None:
+            return None
+        stats = model_stats(
+            m.model,
+            variant=m.variant,
+            shortcut=m.shortcut,
+            num_classes=m.num_classes or 1000,
+            image_size=m.image_size,
+            widths=m.widths,
+        )
+        return stats[1]
+    except ConfigError:
+        return None
+
+
+def _torch_label(device: str, dtype: str, options: Mapping[str, Any]) -> str:
+    parts = [device, dtype] + [k.replace("_", "-") for k, v in options.items() if v]
+    return " " + " ".join(parts)

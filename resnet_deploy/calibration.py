@@ -13,25 +13,17 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .choices import CalibMethod as CalibMethod
 from .data import Preprocess, list_images, load_image
 from .errors import ConfigError, DataError
 
 Steps = Callable[[str, int, int], None]  # (stage, done, total): a counted stage, for progress bars
-
-
-class CalibMethod(str, Enum):
-    """How activation ranges are estimated from the calibration inputs."""
-
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
 
 
 CALIB_METHODS = tuple(m.value for m in CalibMethod)

@@ -54,3 +54,17 @@ class MissingDependencyError(ResnetDeployError, ImportError):
         super().__init__(f"{package} is not installed{what}: {how}")
         self.package = package
         self.extra = extra
+
+
+class ShipRefused(ResnetDeployError):
+    """The artifact is not fit to ship (no passing parity record, random weights...)."""
+
+
+class ServeError(ResnetDeployError):
+    """Triton did not start, or stopped on its own."""
+
+
+class Interrupted(ResnetDeployError):
+    """Stopped by Ctrl-C or SIGTERM after showing what it had: ``error: <message>``, exit 130."""
+
+    exit_code = 130

@@ -12,22 +12,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import onnx
 from onnx import TensorProto
 
+from .choices import InputFormat as InputFormat
 from .errors import ConfigError, ExportError
-
-
-class InputFormat(str, Enum):
-    """What an artifact's input tensor holds."""
-
-    float32_nchw = "float32-nchw"  # normalised float32 [n, 3, H, W]: what the exported graph takes
-    uint8_nhwc = "uint8-nhwc"  # resized + cropped RGB pixels [n, H, W, 3]: normalised inside the graph
-
 
 FLOAT_NCHW = InputFormat.float32_nchw.value
 UINT8_NHWC = InputFormat.uint8_nhwc.value

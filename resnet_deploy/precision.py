@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from .calibration import (  # noqa: F401  (re-exported: the precision API's name
     load_calibration,
     prepare_cache,
 )
+from .choices import Int8Recipe as Int8Recipe
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .metrics import ParityResult, Tolerance
 from .onnx_io import (
@@ -312,13 +312,6 @@ def to_fp16(
 
 
 # ------------------------------------------------------------------------------------------ INT8
-
-
-class Int8Recipe(str, Enum):
-    """Where the int8 model will run: TensorRT's symmetric Q/DQ, or ONNX Runtime's x86 path."""
-
-    tensorrt = "tensorrt"
-    cpu = "cpu"
 
 
 INT8_RECIPES = tuple(r.value for r in Int8Recipe)

@@ -10,16 +10,10 @@ weakly typed TensorRT needs. The graph transform that makes it is registered bes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
+from .choices import Precision as Precision
 from .errors import ConfigError
 from .metrics import Tolerance
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
 
 
 @dataclass(frozen=True)

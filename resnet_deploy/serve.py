@@ -37,14 +37,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError, MissingDependencyError, ResnetDeployError
+from .errors import ConfigError, MissingDependencyError
+from .errors import ServeError as ServeError
 from .runtime.base import Runner
 from .system import dist_version
 from .triton import check_instances, check_model_name, check_queue_delay, parse_batch_list, triton_max_batch
-
-
-class ServeError(ResnetDeployError):
-    """Triton did not start, or stopped on its own."""
 
 
 def fix_libpython_path(env: dict[str, str] | None = None) -> str | None:

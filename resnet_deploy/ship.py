@@ -28,6 +28,7 @@ from typing import Any
 from ._version import __version__
 from .artifacts import artifact_metadata, load_onnx
 from .errors import ConfigError, ResnetDeployError
+from .errors import ShipRefused as ShipRefused
 from .records import record_path, record_problem
 from .reports import atomic_write_text, sha256_file
 from .triton import (
@@ -61,10 +62,6 @@ __all__ = [
 ]
 
 _MARK = "Written by resnet-deploy"  # the first comment of every config.pbtxt this module writes
-
-
-class ShipRefused(ResnetDeployError):
-    """The artifact is not fit to ship (no passing parity record, random weights...)."""
 
 
 @dataclass

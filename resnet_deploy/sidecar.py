@@ -14,21 +14,12 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .choices import HardwareCompat as HardwareCompat
 from .errors import ConfigError, EngineError
-
-
-class HardwareCompat(str, Enum):
-    """TensorRT's hardware compatibility levels, as the CLI spells them."""
-
-    none = "none"
-    ampere_plus = "ampere-plus"
-    same_cc = "same-cc"
-
 
 SIDECAR_SCHEMA = 1
 HARDWARE_COMPAT = tuple(h.value for h in HardwareCompat)

@@ -11,25 +11,19 @@ import contextlib
 import io
 import logging
 import warnings
-from enum import Enum
 from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
+from .choices import Exporter as Exporter
 from .errors import ConfigError, ExportError, MissingDependencyError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 DEFAULT_OPSET = 18
-
-
-class Exporter(str, Enum):
-    auto = "auto"
-    dynamo = "dynamo"
-    torchscript = "torchscript"
 
 
 EXPORTERS = tuple(e.value for e in Exporter)

@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .choices import Kind
 from .errors import ConfigError, ResnetDeployError
 
-KINDS = ("gpu", "cpu")  # instance_group kinds: KIND_GPU, KIND_CPU
+KINDS = tuple(k.value for k in Kind)
 ACCELERATOR_PRECISIONS = ("fp32", "fp16", "int8")  # ONNX Runtime's TensorRT provider: precision_mode
 DEFAULT_MAX_BATCH = 64
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

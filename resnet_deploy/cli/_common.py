@@ -11,104 +11,55 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import ConfigError, ResnetDeployError
+from ..choices import Backend as BackendChoice
+from ..choices import CalibMethod as CalibMethodChoice
+from ..choices import ConvertPrecision
+from ..choices import Device as DeviceChoice
+from ..choices import Exporter as ExporterChoice
+from ..choices import HardwareCompat as HardwareCompatChoice
+from ..choices import InputFormat as InputFormatChoice
+from ..choices import Int8Recipe as RecipeChoice
+from ..choices import Kind as KindChoice
+from ..choices import OutputFormat as FormatChoice
+from ..choices import Precision as PrecisionChoice
+from ..choices import Shortcut as ShortcutChoice
+from ..choices import TorchDtype as TorchDtypeChoice
+from ..choices import Variant as VariantChoice
+from ..errors import ConfigError
+from ..errors import Interrupted as Interrupted
 
 # Wide enough for the tables when stdout is a pipe or a file (rich would assume 80 columns).
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
-class Interrupted(ResnetDeployError):
-    """A command stopped by Ctrl-C or SIGTERM after showing what it had: ``error: <message>``, exit 130."""
-
-    exit_code = 130
-
-
 # ------------------------------------------------------------------------------------------ choices
 
 
-class VariantChoice(str, Enum):
-    v1_5 = "v1.5"
-    v1 = "v1"
-
-
-class ShortcutChoice(str, Enum):
-    A = "A"
-    B = "B"
-    C = "C"
-
-
-class PrecisionChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class FormatChoice(str, Enum):
-    onnx = "onnx"
-    engine = "engine"
-
-
-class InputFormatChoice(str, Enum):
-    float32_nchw = "float32-nchw"
-    uint8_nhwc = "uint8-nhwc"
-
-
-class ConvertPrecision(str, Enum):
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class CalibMethodChoice(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class RecipeChoice(str, Enum):
-    tensorrt = "tensorrt"
-    cpu = "cpu"
-
-
-class ExporterChoice(str, Enum):
-    auto = "auto"
-    dynamo = "dynamo"
-    torchscript = "torchscript"
-
-
-class HardwareCompatChoice(str, Enum):
-    none = "none"
-    ampere_plus = "ampere-plus"
-    same_cc = "same-cc"
-
-
-class BackendChoice(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-
-
-class DeviceChoice(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class TorchDtypeChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-class KindChoice(str, Enum):
-    gpu = "gpu"
-    cpu = "cpu"
+# Every fixed choice is the library's own Enum (``choices.py``, one definition each, and light:
+# the command line starts without torch); the CLI knows them by these names.
+__all__ = [
+    "BackendChoice",
+    "CalibMethodChoice",
+    "ConvertPrecision",
+    "DeviceChoice",
+    "ExporterChoice",
+    "FormatChoice",
+    "HardwareCompatChoice",
+    "InputFormatChoice",
+    "KindChoice",
+    "PrecisionChoice",
+    "RecipeChoice",
+    "ShortcutChoice",
+    "TorchDtypeChoice",
+    "VariantChoice",
+]
 
 
 # ------------------------------------------------------------------------------------------ options

@@ -97,7 +97,7 @@ def bench_cmd(
     ] = None,
 ) -> None:
     """Latency and throughput per batch size, several artifacts/backends measured side by side (interleaved)."""
-    from ..bench import benchmark, require_matplotlib
+    from ..bench import bench_targets, benchmark, require_matplotlib
     from ..reports import check_output_path
 
     _check_bench_options(artifacts, backend, duration_s, iters, warmup_s, rounds, csv_path, plot_path)
@@ -113,8 +113,14 @@ def bench_cmd(
 
         torch.set_num_threads(threads)
     torch_options = {"channels_last": channels_last, "compile": compile_model, "cuda_graphs": cuda_graphs}
-    targets = _bench_targets(
-        list(artifacts or []), depth, list(backend or []), device.value, precision.value, threads, torch_options
+    targets = bench_targets(
+        list(artifacts or []),
+        depth=depth,
+        backends=list(backend or []),
+        device=device.value,
+        dtype=precision.value,
+        threads=threads,
+        **torch_options,
     )
     if not targets:
         raise ConfigError("nothing to benchmark: give artifacts (ONNX, engine, checkpoint) or --depth N")
@@ -235,107 +241,3 @@ def _render_bench(report: Any) -> None:
             ]
             rt.add_row(escape(label), *cells)
         out.print(rt)
-
-
-def _macs_from_metadata(meta: dict[str, str]) -> int | None:
-    from ..models.registry import model_stats
-
-    try:
-        h, w = (int(v) for v in meta["image_size"].split("x"))
-        widths = tuple(int(v) for v in meta["widths"].split(",")) if meta.get("widths") else None
-        return model_stats(
-            meta["model"],
-            variant=meta.get("variant", "v1.5"),
-            shortcut=meta.get("shortcut"),
-            num_classes=int(meta.get("num_classes", "1000")),
-            image_size=(h, w),
-            widths=widths,
-        )[1]
-    except (KeyError, ValueError, ConfigError):
-        return None
-
-
-def _bench_targets(
-    artifacts: list[str],
-    depth: int | None,
-    backends: list[BackendChoice],
-    device: str,
-    precision: str,
-    threads: int | None,
-    torch_options: dict[str, Any],
-) -> list[Any]:
-    """One Target per artifact x backend (and a PyTorch zoo model for --depth)."""
-    from ..bench import Target
-    from ..reports import sha256_file
-    from ..runtime.onnxrt import OnnxRuntimeRunner, providers_for
-    from ..runtime.pyt import TorchRunner
-    from ..runtime.trt import TensorRTRunner
-
-    targets = []
-    for artifact in artifacts:
-        path = Path(artifact)
-        if not path.is_file():
-            raise ConfigError(f"file not found: {path}")
-        suffix = path.suffix.lower()
-        if suffix not in (".onnx", ".plan", ".engine", ".pth", ".pt", ".safetensors"):
-            raise ConfigError(
-                f"{path.name}: not an artifact to benchmark (.onnx, .plan/.engine, .pth/.pt/.safetensors)"
-            )
-        auto = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}.get(suffix, "torch")
-        for backend in [b.value for b in backends] or [auto]:
-            options = "" if backend != "torch" else _torch_label(device, precision, torch_options)
-            names = [Path(a).name for a in artifacts]
-            shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
-            label = f"{shown} [{backend}{options}]"
-            if backend == "onnxruntime":
-                if suffix != ".onnx":
-                    raise ConfigError(f"--backend onnxruntime runs .onnx files, not {path.name}")
-                runner: Any = OnnxRuntimeRunner(path, providers=providers_for(device), threads=threads)
-                meta = runner.metadata
-            elif backend == "tensorrt":
-                if suffix not in (".plan", ".engine"):
-                    raise ConfigError(
-                        f"--backend tensorrt runs engines: build one first with 'resnet-deploy build {path}'"
-                    )
-                runner = TensorRTRunner(path)
-                meta = runner.metadata
-            elif suffix in (".pth", ".pt", ".safetensors"):
-                if depth is None:
-                    raise ConfigError(f"{path.name} is a PyTorch checkpoint: say which architecture with --depth N")
-                runner = TorchRunner.from_checkpoint(
-                    depth, path, threads=threads, device=device, dtype=precision, **torch_options
-                )
-                meta = {}
-            else:  # the PyTorch model an ONNX/engine was exported from, rebuilt from its metadata
-                source = OnnxRuntimeRunner(path) if suffix == ".onnx" else TensorRTRunner(path)
-                meta = source.metadata
-                runner = TorchRunner.from_metadata(
-                    meta, preprocess=source.preprocess, threads=threads, device=device, dtype=precision, **torch_options
-                )
-            macs = _macs_from_metadata(meta) if meta else None
-            if macs is None and isinstance(runner, TorchRunner):
-                from ..models import count_macs
-
-                macs = count_macs(runner.model, runner.preprocess.crop)
-            targets.append(Target(label, runner, macs, sha256_file(path)))
-    if depth is not None and not any(Path(a).suffix.lower() in (".pth", ".pt", ".safetensors") for a in artifacts):
-        from ..models import count_macs
-
-        runner = TorchRunner.from_zoo(
-            str(depth), weights="random", threads=threads, device=device, dtype=precision, **torch_options
-        )
-        info = runner.model.weights_info
-        targets.append(
-            Target(
-                f"resnet{depth} [torch{_torch_label(device, precision, torch_options)}]",
-                runner,
-                count_macs(runner.model, runner.preprocess.crop),
-                info.state_sha256 if info else None,
-            )
-        )
-    return targets
-
-
-def _torch_label(device: str, precision: str, options: dict[str, Any]) -> str:
-    parts = [device, precision] + [k.replace("_", "-") for k, v in options.items() if v]
-    return " " + " ".join(parts)

@@ -66,8 +66,9 @@ def check_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not."""
+    from ..check import check
     from ..errors import ParityError
-    from ..parity import Tolerance, compare
+    from ..metrics import Tolerance
     from ..runtime.onnxrt import providers_for
 
     providers = providers_for(provider)
@@ -75,31 +76,31 @@ def check_cmd(
     tolerance = None
     if rtol is not None or min_cosine is not None or min_top1 is not None:
         tolerance = Tolerance(scale_rtol=rtol, min_cosine=min_cosine, min_top1_agreement=min_top1)
+    failure: ParityError | None = None
     with _stages() as progress:
         progress("comparing")
-        report = compare(
-            artifact,
-            reference,
-            batch_sizes=sizes,
-            images=images,
-            max_images=max_images,
-            seed=seed,
-            tolerance=tolerance,
-            weights=weights,
-            providers=providers,
-        )
-    from ..records import record_check
-
-    record_check(artifact, report)
+        try:  # compares, writes the artifact's parity record, raises on a failure
+            report = check(
+                artifact,
+                reference,
+                batch_sizes=sizes,
+                images=images,
+                max_images=max_images,
+                seed=seed,
+                tolerance=tolerance,
+                weights=weights,
+                providers=providers,
+            )
+        except ParityError as e:
+            failure, report = e, e.report
     for note in report.notes or []:
         err.print("[bold yellow]note:[/] " + escape(note), highlight=False)
     if json_out:
         _emit_json(report)
     else:
         _render_check(report, artifact, reference)
-    if not report.passed:
-        failed = [row.inputs for row in report.rows if not row.result.passed]
-        raise ParityError(f"{artifact} differs from the reference beyond tolerance on: {'; '.join(failed)}", report)
+    if failure is not None:
+        raise failure
 
 
 def _render_check(report: Any, artifact: str, reference: str) -> None:

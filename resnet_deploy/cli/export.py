@@ -3,10 +3,10 @@ engine), and an fp32 ONNX to fp16/int8, with their renderers."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,6 +34,9 @@ from ._common import (
     err,
     out,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline import ChainReport, PrecisionOptions
 
 
 def export_cmd(
@@ -125,32 +128,36 @@ def export_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
+    from ..metrics import Tolerance
+    from ..pipeline import EngineOptions, export_chain, resolve_model
+
     if not 0 <= rtol < 1:
         raise ConfigError(f"--rtol {rtol}: choose a value in [0, 1)")
     options = _precision_options(
         precision, fp16_io, calib, calib_count, calib_method, percentile, int8_recipe, seed, allow_mismatch
     )
-
-    name = _resolve_model_option(depth, model)
-    profile = _engine_profile(fmt, batch, min_batch, opt_batch, max_batch)
-    fp32_path, precision_path, final_path = _precision_paths(name, output, precision.value, input_format.value)
-    report = _export_fp32(
-        name,
-        fp32_path,
-        rtol,
-        json_out,
-        weights=weights,
-        variant=variant.value,
-        shortcut=shortcut.value if shortcut else None,
-        num_classes=num_classes,
-        image_size=image_size,
-        batch=batch,
-        opset=opset,
-        exporter=exporter.value,
-        seed=seed,
-        allow_mismatch=allow_mismatch,
-    )
-    _finish_export(report, options, precision_path, final_path, input_format.value, profile, json_out)
+    name = resolve_model(depth, model)
+    with _parity_report_on_failure(json_out), _stages() as progress:
+        report = export_chain(
+            name,
+            output,
+            precision=options,
+            input_format=input_format.value,
+            fmt=fmt.value,
+            engine=EngineOptions(min_batch, opt_batch, max_batch),
+            progress=progress,
+            weights=weights,
+            variant=variant.value,
+            shortcut=shortcut.value if shortcut else None,
+            num_classes=num_classes,
+            image_size=image_size,
+            batch=batch,
+            opset=opset,
+            exporter=exporter.value,
+            tolerance=Tolerance(scale_rtol=rtol),
+        )
+    _print_chain_warnings(report)
+    _emit_json(report) if json_out else _render_chain(report)
 
 
 def convert_cmd(
@@ -178,10 +185,14 @@ def convert_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert an fp32 ONNX to fp16 or int8 (Q/DQ), checked against the fp32 model."""
+    from ..precision import convert
+
     options = _precision_options(
         precision, fp16_io, calib, calib_count, calib_method, percentile, int8_recipe, seed, allow_mismatch
     )
-    converted = _convert(artifact, output, options, json_out)
+    with _parity_report_on_failure(json_out), _stages() as progress:
+        converted = convert(artifact, output, options.precision, progress=progress, **options.converter_options())
+    _print_precision_warnings(converted.warnings)
     if json_out:
         _emit_json(converted)
         return
@@ -189,124 +200,6 @@ def convert_cmd(
 
 
 # ----------------------------------------------------------------------------------- export's chain
-
-
-def _resolve_model_option(depth: int | None, model: str | None) -> str:
-    from ..models.registry import resolve_model_name
-
-    if depth is None and model is None:
-        raise ConfigError("choose a model: --depth N (e.g. --depth 50) or --model NAME (see 'resnet-deploy models')")
-    by_depth = resolve_model_name(depth) if depth is not None else None
-    by_name = resolve_model_name(model) if model is not None else None
-    if by_depth and by_name and by_depth != by_name:
-        raise ConfigError(f"--depth {depth} and --model {model} name different models; give one of them")
-    return by_depth or by_name  # type: ignore[return-value]
-
-
-def _engine_profile(
-    fmt: FormatChoice, batch: str, min_batch: int, opt_batch: int, max_batch: int
-) -> tuple[int, int, int] | None:
-    """With --format engine, the engine's profile, checked now: fail before a long export when the
-    engine cannot be built here. None with --format onnx."""
-    if fmt != FormatChoice.engine:
-        return None
-    from ..engine import runtime_env
-    from ..sidecar import Profile
-
-    if batch.strip().lower() != "dynamic":
-        raise ConfigError("--format engine needs --batch dynamic (the engine's profile sets the batch range)")
-    Profile(min_batch, opt_batch, max_batch, (3, 1, 1))
-    runtime_env()
-    return min_batch, opt_batch, max_batch
-
-
-def _export_fp32(name: str, path: Any, rtol: float, json_out: bool, **export_options: Any) -> Any:
-    """The fp32 export with a progress UI; with --json a parity failure's report still goes to stdout."""
-    from ..errors import ParityError
-    from ..export import export_onnx
-    from ..parity import Tolerance
-
-    try:
-        with _stages() as progress:
-            report = export_onnx(name, path, tolerance=Tolerance(scale_rtol=rtol), progress=progress, **export_options)
-    except ParityError as e:
-        if json_out and e.report is not None:
-            _emit_json(e.report)
-        raise
-    for warning in report.warnings:
-        err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
-    return report
-
-
-def _finish_export(
-    report: Any,
-    options: _PrecisionOptions,
-    precision_path: Any,
-    final_path: Any,
-    input_format: str,
-    profile: tuple[int, int, int] | None,
-    json_out: bool,
-) -> None:
-    """The stages after the fp32 export, each when asked (precision, pixel input, engine), then what
-    they made, as JSON or tables; a ParityError when the engine differs from its ONNX."""
-    from ..errors import ParityError
-
-    converted = None
-    if options.precision != "fp32":
-        converted = _convert(Path(report.path), precision_path, options, json_out, report.to_dict())
-    pixels = None
-    if input_format == "uint8-nhwc":
-        float_path = Path(converted.path if converted is not None else report.path)
-        pixels = _add_pixels(float_path, final_path, options.seed, options.allow_mismatch, json_out)
-    if profile is None:
-        if json_out:
-            if pixels is not None:
-                _emit_json({"export": report, "precision": converted, "pixel_input": pixels})
-            else:
-                _emit_json(converted or report)
-        else:
-            _render_chain(report, converted, pixels)
-        return
-    onnx_path = Path(pixels.path if pixels is not None else converted.path if converted is not None else report.path)
-    calib = options.calib
-    calib_images = calib if calib is not None and calib.strip().lower() != "random" else None
-    built, checked = _engine_chain(onnx_path, *profile, calib_images, options.seed)
-    if json_out:
-        _emit_json({"export": report, "precision": converted, "pixel_input": pixels, "engine": built, "check": checked})
-    else:
-        _render_chain(report, converted, pixels)
-        _render_build(built)
-        verdict = "[bold green]passed[/]" if checked.passed else "[bold red]FAILED[/]"
-        out.print(f"check: {verdict} engine vs {escape(onnx_path.name)}")
-    if not checked.passed:
-        raise ParityError(f"the engine differs from {onnx_path.name} beyond tolerance", checked)
-
-
-def _engine_chain(
-    onnx_path: Path, min_batch: int, opt_batch: int, max_batch: int, images: str | None, seed: int
-) -> tuple[Any, Any]:
-    """Build the engine beside its ONNX and check it against that ONNX (the chain of export)."""
-    from ..engine import build_engine
-    from ..parity import compare
-
-    with _stages() as progress:
-        built = build_engine(
-            onnx_path,
-            onnx_path.with_suffix(".plan"),
-            min_batch=min_batch,
-            opt_batch=opt_batch,
-            max_batch=max_batch,
-            progress=progress,
-        )
-        progress("checking the engine against its ONNX")
-        checked = compare(built.path, onnx_path, batch_sizes=sorted({min_batch, opt_batch}), images=images, seed=seed)
-    from ..records import record_check
-
-    record_check(built.path, checked)
-    return built, checked
-
-
-# ---------------------------------------------------------------------------------------- precision
 
 
 def _precision_options(
@@ -319,9 +212,11 @@ def _precision_options(
     recipe: RecipeChoice,
     seed: int,
     allow_mismatch: bool,
-) -> _PrecisionOptions:
+) -> PrecisionOptions:
     """export's and convert's precision options, checked before anything runs."""
-    options = _PrecisionOptions(
+    from ..pipeline import PrecisionOptions
+
+    options = PrecisionOptions(
         precision.value,
         fp16_io,
         calib,
@@ -336,151 +231,51 @@ def _precision_options(
     return options
 
 
-@dataclass(frozen=True)
-class _PrecisionOptions:
-    precision: str
-    fp16_io: bool
-    calib: str | None
-    calib_count: int
-    calib_method: str
-    percentile: float
-    recipe: str
-    seed: int
-    allow_mismatch: bool
-
-    def validate(self) -> None:
-        if self.fp16_io and self.precision != "fp16":
-            raise ConfigError("--fp16-io goes with --precision fp16")
-        if self.precision == "int8" and self.calib is None:
-            raise ConfigError(
-                "--precision int8 needs calibration images: --calib DIR (or --calib random, with meaningless accuracy)"
-            )
-        if self.precision != "int8" and self.calib is not None:
-            raise ConfigError("--calib goes with --precision int8")
-        if self.calib_count <= 0:
-            raise ConfigError(f"--calib-count {self.calib_count}: must be a positive integer")
-        if self.calib_method == "percentile" and not 90.0 <= self.percentile < 100.0:
-            raise ConfigError(f"--percentile {self.percentile} must be in [90, 100)")
-        if self.calib is not None and self.calib.strip().lower() != "random":
-            # A missing, empty or unreadable folder fails now, before a (long) export runs.
-            from ..data import IMAGE_EXTENSIONS, list_images, load_image
-            from ..errors import DataError
-
-            files = list_images(self.calib)
-            if not files:
-                raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.calib}")
-            for f in files:
-                try:
-                    load_image(f)
-                    break
-                except DataError:
-                    continue
-            else:
-                raise DataError(f"none of the {len(files)} image files in {self.calib} could be read")
-
-
-def _convert(
-    src: Path,
-    dst: str | Path | None,
-    options: _PrecisionOptions,
-    json_out: bool,
-    export_report: dict[str, Any] | None = None,
-) -> Any:
-    """fp32 ONNX -> fp16/int8 ONNX with the library, warnings on stderr, the report returned."""
+@contextmanager
+def _parity_report_on_failure(json_out: bool) -> Iterator[None]:
+    """A ParityError's report still reaches stdout with --json (the whole chain's, rendered as
+    tables without it, when the engine failed its check); the error itself goes on up."""
     from ..errors import ParityError
-    from ..precision import quantize_int8, to_fp16
+    from ..pipeline import ChainReport
 
     try:
-        with _stages() as progress:
-            if options.precision == "fp16":
-                converted = to_fp16(
-                    src,
-                    dst,
-                    keep_io_types=not options.fp16_io,
-                    seed=options.seed,
-                    allow_mismatch=options.allow_mismatch,
-                    progress=progress,
-                )
-            else:
-                converted = quantize_int8(
-                    src,
-                    dst,
-                    options.calib or "random",
-                    steps=progress.step,
-                    recipe=options.recipe,
-                    method=options.calib_method,
-                    percentile=options.percentile,
-                    count=options.calib_count,
-                    seed=options.seed,
-                    allow_mismatch=options.allow_mismatch,
-                    progress=progress,
-                )
+        yield
     except ParityError as e:
+        if isinstance(e.report, ChainReport):
+            _print_chain_warnings(e.report)
+            if not json_out:
+                _render_chain(e.report)
         if json_out and e.report is not None:
-            if export_report is not None:
-                e.report.extra["export"] = export_report
             _emit_json(e.report)
         raise
-    if export_report is not None:
-        converted.extra["export"] = export_report
-    for warning in converted.warnings:
+
+
+def _print_precision_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
         style = "bold red" if "random" in warning else "bold yellow"
         err.print(f"[{style}]warning:[/] " + escape(warning), highlight=False)
-    return converted
 
 
-def _precision_paths(
-    name: str, output_text: str | None, precision: str, input_format: str = "float32-nchw"
-) -> tuple[Any, Any, Any]:
-    """Where the fp32 ONNX, the float model of the chosen precision and the final artifact go.
-    ``-o`` names the final artifact; the models it was made from are kept beside it
-    (``resnet50.onnx`` next to ``resnet50.fp16.onnx`` next to ``resnet50.fp16.uint8-nhwc.onnx``).
-    A path ending in '/' must be an existing folder."""
-    if output_text is not None and output_text.endswith(("/", os.sep)) and not Path(output_text).is_dir():
-        raise ConfigError(f"output folder does not exist: {output_text} (create it first)")
-    pixels = input_format == "uint8-nhwc"
-    if precision == "fp32" and not pixels:
-        return output_text, output_text, output_text
-    tail = ".uint8-nhwc" if pixels else ""
-    prec = "" if precision == "fp32" else f".{precision}"
-    output = Path(output_text) if output_text is not None else None
-    if output is None or output.is_dir():
-        folder = output or Path(".")
-        return folder / f"{name}.onnx", folder / f"{name}{prec}.onnx", folder / f"{name}{prec}{tail}.onnx"
-    stem = output.name.removesuffix(".onnx").removesuffix(tail).removesuffix(prec or ".fp32")
-    fp32 = output.with_name(f"{stem}.onnx")
-    if fp32 == output:
-        fp32 = output.with_name(f"{stem}.fp32.onnx")
-    if not pixels:
-        return fp32, output, output
-    middle = fp32 if precision == "fp32" else output.with_name(f"{stem}{prec}.onnx")
-    if middle == output:
-        middle = output.with_name(f"{stem}{prec}.float.onnx")
-    return fp32, middle, output
-
-
-def _add_pixels(src: Path, dst: Any, seed: int, allow_mismatch: bool, json_out: bool) -> Any:
-    from ..errors import ParityError
-    from ..pixels import add_pixel_input
-
-    try:
-        with _stages() as progress:
-            return add_pixel_input(src, dst, seed=seed, allow_mismatch=allow_mismatch, progress=progress)
-    except ParityError as e:
-        if json_out and e.report is not None:
-            _emit_json(e.report)
-        raise
+def _print_chain_warnings(report: ChainReport) -> None:
+    for warning in report.export.warnings:
+        err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
+    if report.precision is not None:
+        _print_precision_warnings(report.precision.warnings)
 
 
 # ---------------------------------------------------------------------------------------- rendering
 
 
-def _render_chain(export: Any, converted: Any, pixels: Any) -> None:
-    _render_export(export)
-    if converted is not None:
-        _render_precision(converted)
-    if pixels is not None:
-        _render_pixels(pixels)
+def _render_chain(report: ChainReport) -> None:
+    _render_export(report.export)
+    if report.precision is not None:
+        _render_precision(report.precision)
+    if report.pixel_input is not None:
+        _render_pixels(report.pixel_input)
+    if report.engine is not None and report.check is not None:
+        _render_build(report.engine)
+        verdict = "[bold green]passed[/]" if report.check.passed else "[bold red]FAILED[/]"
+        out.print(f"check: {verdict} engine vs {escape(report.onnx_path.name)}")
 
 
 def _render_pixels(report: Any) -> None:

@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..choices import Shortcut as ShortcutChoice
+from ..choices import Variant as VariantChoice
+
 if TYPE_CHECKING:
     from .cfg import ModelCfg
     from .weights import WeightsInfo
@@ -34,8 +37,9 @@ Variant = Literal["v1", "v1.5"]
 Shortcut = Literal["A", "B", "C"]
 Stem = Literal["imagenet", "cifar"]
 
-VARIANTS: tuple[str, ...] = ("v1.5", "v1")
-SHORTCUTS: tuple[str, ...] = ("A", "B", "C")
+
+VARIANTS: tuple[str, ...] = tuple(v.value for v in VariantChoice)
+SHORTCUTS: tuple[str, ...] = tuple(s.value for s in ShortcutChoice)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from numpy.typing import NDArray
 
+from ..choices import Device, TorchDtype
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError
 from ..models.registry import create_model, get_model_cfg
@@ -19,8 +20,8 @@ from ..models.weights import read_state_dict
 from ..onnx_io import ArtifactMeta
 from .base import Runner
 
-DEVICES = ("cpu", "cuda")
-DTYPES = ("fp32", "fp16", "bf16")
+DEVICES = tuple(d.value for d in Device)
+DTYPES = tuple(d.value for d in TorchDtype)
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

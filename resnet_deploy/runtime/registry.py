@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..choices import Backend as Backend
 from ..errors import ConfigError
 from ..onnx_io import ArtifactMeta
 from .base import Runner
@@ -24,17 +24,6 @@ from .trt import TensorRTRunner
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
-
-
-class Backend(str, Enum):
-    """Every way the toolkit can run an artifact (``auto``: by the artifact's kind)."""
-
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    onnxruntime_cuda = "onnxruntime-cuda"
-    onnxruntime_tensorrt = "onnxruntime-tensorrt"
-    tensorrt = "tensorrt"
-    torch = "torch"
 
 
 def artifact_kind(artifact: str | os.PathLike[str]) -> str:
