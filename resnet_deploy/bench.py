@@ -13,7 +13,7 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .errors import ConfigError, MissingDependencyError
 from .models.profile import count_macs
 from .models.registry import model_stats
 from .onnx_io import ArtifactMeta
-from .reports import atomic_write_text, dumps, sha256_file
+from .reports import Progress, Reporter, StepProgress, atomic_write_text, dumps, sha256_file
 from .runtime.pyt import TorchRunner
 from .runtime.registry import artifact_kind, open_backend, resolve_backend
 from .system import cpu_count, cpu_model, dist_version
@@ -227,7 +227,7 @@ def benchmark(
     compute_only: bool = False,
     peak_gflops: float | None = None,
     seed: int = 0,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | StepProgress | None = None,
 ) -> BenchReport:
     """Measure every target at every batch size, interleaved. Runners not yet entered are entered
     here and exited afterwards (the caller's stay open).
@@ -270,7 +270,7 @@ def benchmark(
             "timer": "perf_counter_ns (CPU) / CUDA events (GPU runners that time phases)",
         },
     )
-    say = progress or (lambda _s, _d, _t: None)
+    say = Reporter(progress).step
     rng = np.random.default_rng(seed)
     total_steps = len(sizes) * rounds * len(targets)
     step = 0

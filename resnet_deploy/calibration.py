@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,7 @@ from numpy.typing import NDArray
 from .choices import CalibMethod as CalibMethod
 from .data import Preprocess, list_images, load_image
 from .errors import ConfigError, DataError
-
-Steps = Callable[[str, int, int], None]  # (stage, done, total): a counted stage, for progress bars
-
+from .reports import Steps as Steps
 
 CALIB_METHODS = tuple(m.value for m in CalibMethod)
 DEFAULT_CALIB_COUNT = 512

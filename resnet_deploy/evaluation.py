@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,9 @@ import numpy as np
 
 from .data import image_folder, iter_batches
 from .errors import ConfigError, DataError
+from .reports import Progress, Reporter, StepProgress
 from .runtime.base import Runner
 from .runtime.registry import open_runner
-
-Progress = Callable[[int, int], None]  # (images done, total)
 
 
 @dataclass
@@ -60,7 +58,7 @@ def evaluate(
     depth: int | str | None = None,
     threads: int | None = None,
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
-    progress: Progress | None = None,
+    progress: Progress | StepProgress | None = None,
 ) -> EvalReport:
     """Accuracy of an ONNX file, a zoo model / checkpoint, or any Runner on an image folder.
 
@@ -68,6 +66,7 @@ def evaluate(
     its class indices), or the ``i``-th line of ``labels_file``. ``limit`` evaluates that many
     images spread evenly over the dataset.
     """
+    say = Reporter(progress)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size}")
     if limit is not None and limit <= 0:
@@ -104,8 +103,7 @@ def evaluate(
             hits1[idx] = top5[:, 0] == y
             hits5[idx] = (top5 == y[:, None]).any(axis=1)
             seen[idx] = True
-            if progress:
-                progress(int(seen.sum()) + len(skipped), len(samples))
+            say.step("evaluating", int(seen.sum()) + len(skipped), len(samples))
         desc = runner.describe()
     count = int(seen.sum())
     if count == 0:

@@ -126,6 +126,7 @@ class StepProgress(Protocol):
 # object that also has ``step(stage, done, total)`` (``StepProgress``) gets counted stages as
 # bars; a plain callable gets each counted stage's name once.
 Progress = Callable[[str], None]
+Steps = Callable[[str, int, int], None]  # ``Reporter.step``: (stage, done, total)
 
 
 class Reporter:

@@ -135,7 +135,7 @@ def bench_cmd(
             threads=threads,
             compute_only=compute_only,
             peak_gflops=peak_gflops,
-            progress=progress.step,
+            progress=progress,
         )
     _save_bench(report, json_path, csv_path, plot_path)
     if str(json_path) != "-":

@@ -174,22 +174,10 @@ def eval_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Top-1 / top-5 accuracy of an artifact on an image folder."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from ..evaluation import evaluate
     from ..runtime.onnxrt import providers_for
 
-    bar = Progress(
-        "[bold]evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
-    )
-    task = bar.add_task("eval", total=None)
-
-    def update(done: int, total: int) -> None:
-        if not bar.live.is_started:  # start on the first batch: bad input fails before any bar is drawn
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
+    with _stages() as progress:  # drawn from the first batch: bad input fails before any bar
         report = evaluate(
             artifact,
             data,
@@ -200,11 +188,8 @@ def eval_cmd(
             depth=depth,
             threads=threads,
             providers=providers_for(provider),
-            progress=update,
+            progress=progress,
         )
-    finally:
-        if bar.live.is_started:
-            bar.stop()
     if report.skipped:
         err.print(
             f"[bold yellow]warning:[/] skipped {len(report.skipped)} unreadable image(s), e.g. "
