@@ -120,6 +120,28 @@ class ArtifactMeta(Mapping[str, str]):
             return None
 
     @property
+    def input_dtype(self) -> str:
+        """float32 | float16 | uint8: what the graph's input tensor holds."""
+        return self.get("input_dtype", "float32")
+
+    @property
+    def output_dtype(self) -> str:
+        return self.get("output_dtype", "float32")
+
+    @property
+    def input_name(self) -> str:
+        return self.get("input_name", "input")
+
+    @property
+    def output_name(self) -> str:
+        return self.get("output_name", "logits")
+
+    @property
+    def weights(self) -> str:
+        """The weights' label, e.g. ``imagenet:v2`` or ``random(seed=0)``."""
+        return self.get("weights", "?")
+
+    @property
     def variant(self) -> str:
         return self.get("variant", "v1.5")
 

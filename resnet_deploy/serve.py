@@ -202,7 +202,7 @@ class TritonServer:
             runners = self._open_runners()
             first = runners[0]
             meta = first.metadata
-            name = o.name or meta.get("model") or "resnet"
+            name = o.name or meta.model or "resnet"
             check_model_name(name)
             num_classes = len(class_names(meta))
             preferred = parse_batch_list(o.preferred_batch)
@@ -212,10 +212,9 @@ class TritonServer:
             in_shape = tuple(int(d) for d in pre.input_shape(1)[1:])
             # The artifact's own I/O types (an --fp16-io model takes and gives fp16, as in a shipped
             # repository), so a client written for this server works against Triton on GPUs too.
-            in_dtype = np.dtype(np.float16 if meta.get("input_dtype") == "float16" else pre.dtype)
-            out_dtype = np.dtype(np.float16 if meta.get("output_dtype") == "float16" else np.float32)
-            in_name = meta.get("input_name", "input")
-            out_name = meta.get("output_name", "logits")
+            in_dtype = np.dtype(np.float16 if meta.input_dtype == "float16" else pre.dtype)
+            out_dtype = np.dtype(np.float16 if meta.output_dtype == "float16" else np.float32)
+            in_name, out_name = meta.input_name, meta.output_name
 
             fix = fix_libpython_path()  # before Triton copies the environment for tritonserver
             logging.getLogger("pytriton").setLevel(logging.WARNING)

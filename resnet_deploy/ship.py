@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ._version import __version__
 from .artifacts import artifact_metadata, load_onnx
 from .errors import ConfigError, ResnetDeployError
 from .errors import ShipRefused as ShipRefused
+from .onnx_io import UINT8_NHWC, ArtifactMeta
 from .records import record_path, record_problem
 from .reports import atomic_write_text, sha256_file
 from .triton import (
@@ -93,7 +94,7 @@ class _Artifact:
     """The file to ship, what it says about itself, and how Triton will see it."""
 
     src: Path
-    meta: Mapping[str, str]
+    meta: ArtifactMeta
     model_name: str
     platform: str  # onnxruntime_onnx | tensorrt_plan
     filename: str  # model.onnx | model.plan, in the version folder
@@ -199,17 +200,17 @@ def _plan_io(path: Path) -> tuple[ModelIo, Any]:
     from .sidecar import verify_plan
 
     _, sidecar = verify_plan(path, None)  # integrity: the bytes are the ones the sidecar describes
-    meta = sidecar.metadata
+    meta = ArtifactMeta(sidecar.metadata)
     shape = [int(d) for d in sidecar.profile["max"][1:]]
-    nhwc = meta.get("input_format") == "uint8-nhwc"
+    nhwc = meta.input_format == UINT8_NHWC
     io = ModelIo(
         sidecar.input_name,
-        meta.get("input_dtype", "float32"),
+        meta.input_dtype,
         shape,
         triton_format(nhwc),
         sidecar.output_name,
-        meta.get("output_dtype", "float32"),
-        [int(meta.get("num_classes", "0"))],
+        meta.output_dtype,
+        [meta.num_classes or 0],
         None,
         (int(sidecar.profile["min"][0]), int(sidecar.profile["max"][0])),
     )
@@ -235,7 +236,7 @@ def _resolve_artifact(src: Path, name: str | None, kind: str, accelerator: str |
     return _Artifact(src, meta, model_name, "tensorrt_plan", "model.plan", io, sidecar)
 
 
-def _check_accelerator(accelerator: str | None, kind: str, meta: Mapping[str, str], warnings: list[str]) -> str | None:
+def _check_accelerator(accelerator: str | None, kind: str, meta: ArtifactMeta, warnings: list[str]) -> str | None:
     """The normalized precision for ONNX Runtime's TensorRT provider, if one was asked for."""
     if accelerator is None:
         return None
@@ -244,7 +245,7 @@ def _check_accelerator(accelerator: str | None, kind: str, meta: Mapping[str, st
         raise ConfigError(f"--accelerator {accelerator!r}: choose one of {', '.join(ACCELERATOR_PRECISIONS)}")
     if kind != "gpu":
         raise ConfigError("--accelerator (ONNX Runtime's TensorRT provider) needs --kind gpu")
-    precision = meta.get("precision", "fp32")
+    precision = meta.precision
     if accelerator == "int8" and precision != "int8":
         raise ConfigError("--accelerator int8 runs Q/DQ models: ship the int8 ONNX (export --precision int8)")
     if precision == "int8" and accelerator != "int8":
@@ -278,7 +279,7 @@ def _evidence(art: _Artifact) -> tuple[str, list[str]]:
     if problem:
         hint = f"run 'resnet-deploy check {src}'" + (" --reference ONNX" if art.sidecar is not None else "")
         problems.append(f"{problem}; {hint}")
-    if art.meta.get("weights_trained", "true") != "true":
+    if not art.meta.weights_trained:
         problems.append(
             f"{src.name} was exported from random (untrained) weights ({art.meta.get('weights', 'random')}): "
             "its answers are meaningless"
@@ -298,7 +299,7 @@ def _label_names(art: _Artifact, labels: str | os.PathLike[str] | None, warnings
     if labels is not None:
         names = class_names({"num_classes": str(num_classes)}, labels)
     elif art.meta.get("labels") in ("imagenet", "cifar10"):
-        names = class_names(dict(art.meta))
+        names = class_names(art.meta)
         if len(names) != num_classes or names == [str(i) for i in range(num_classes)]:
             names = None
     if names is None:
@@ -323,8 +324,8 @@ def _header(art: _Artifact, digest: str, problems: list[str]) -> list[str]:
     meta, sidecar = art.meta, art.sidecar
     header = [
         f"{_MARK} {__version__} from {art.src.name} (sha256 {digest[:16]}...)",
-        f"model {meta.get('model')}, {meta.get('precision', 'fp32')}, weights {meta.get('weights', '?')}",
-        f"input {meta.get('input_format', 'float32-nchw')}: {meta.get('image_size')} crop of a "
+        f"model {meta.model}, {meta.precision}, weights {meta.weights}",
+        f"input {meta.input_format}: {meta.get('image_size')} crop of a "
         f"{meta.get('resize_size')} resize, mean {meta.get('mean')}, std {meta.get('std')}",
     ]
     if sidecar is not None:

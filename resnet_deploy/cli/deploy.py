@@ -237,7 +237,7 @@ def predict_cmd(
     with Predictor.from_artifact(
         artifact, backend, labels=labels, batch_size=batch_size, threads=threads, depth=depth
     ) as p:
-        if p.metadata.get("weights_trained") == "false":
+        if not p.metadata.weights_trained:
             err.print(
                 "[bold yellow]warning:[/] random (untrained) weights: the labels are meaningless", highlight=False
             )

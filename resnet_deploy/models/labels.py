@@ -8,15 +8,13 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..onnx_io import ArtifactMeta
 
 
 def class_names(meta: Mapping[str, str], labels: str | os.PathLike[str] | Sequence[str] | None = None) -> list[str]:
     """Class names in index order: from ``labels`` (a file, one name per line, or a list), else
     ImageNet's 1,000 or CIFAR-10's 10 names (package data) when the artifact says so, else indices."""
-    try:
-        n = int(meta.get("num_classes", "0"))
-    except ValueError:
-        n = 0
+    n = ArtifactMeta(meta).num_classes or 0
     if labels is not None:
         if isinstance(labels, (str, os.PathLike)):
             path = Path(labels)

@@ -140,5 +140,5 @@ class OnnxRuntimeRunner(Runner):
             "providers": list(self.providers),
             "threads": self.threads,
             "precision": self.metadata.precision,
-            "model": self.metadata.get("model"),
+            "model": self.metadata.model,
         }

@@ -133,7 +133,7 @@ class TensorRTRunner(Runner):
             "tensorrt": self.sidecar.tensorrt_version,
             "gpu": self.sidecar.gpu_name,
             "profile": self.sidecar.profile,
-            "model": self.metadata.get("model"),
+            "model": self.metadata.model,
         }
 
 
