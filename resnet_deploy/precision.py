@@ -541,7 +541,9 @@ def _run_quantizer(
                 quant_format=q.QuantFormat.QDQ,
                 op_types_to_quantize=["Conv", "Gemm", "Add", "MaxPool"] if recipe == "tensorrt" else None,
                 per_channel=True,
-                reduce_range=False,
+                # 7-bit weights for the cpu recipe: ORT's fused uint8 x int8 kernels saturate on x86
+                # without VNNI (measured: -1.7 to -3.9 points on digits; 0 to 0.3 with it).
+                reduce_range=recipe == "cpu",
                 activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,
                 calibrate_method=getattr(q.CalibrationMethod, methods[method]),
