@@ -436,6 +436,8 @@ def _export(
     except MissingDependencyError:
         raise
     except Exception as e:  # torch's exporters raise many types
+        if _interrupted(e):  # Ctrl-C / SIGTERM inside torch.export comes back wrapped in its own error
+            raise KeyboardInterrupt from e
         raise ExportError(f"torch.onnx.export ({exporter}) failed: {str(e).strip().splitlines()[0][:300]}") from e
     del folded
     lap("export")
@@ -520,6 +522,18 @@ def _export(
     seconds["total"] = round(sum(seconds.values()), 3)
     report.seconds = seconds
     return report
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``error``'s cause/context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _check_graph(proto: onnx.ModelProto, num_classes: int, size: tuple[int, int], batch: int | None) -> None:
