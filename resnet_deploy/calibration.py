@@ -23,6 +23,7 @@ from .choices import CalibMethod as CalibMethod
 from .data import Preprocess, list_images, load_image
 from .errors import ConfigError, DataError
 from .reports import Steps as Steps
+from .safeio import CALIBRATION_CACHE_MAX_BYTES, read_text_capped
 
 CALIB_METHODS = tuple(m.value for m in CalibMethod)
 DEFAULT_CALIB_COUNT = 512
@@ -148,13 +149,19 @@ def prepare_cache(enabled: bool, key: str) -> tuple[Path | None, str, str | None
     except OSError as e:
         return None, "off", f"calibration cache disabled: cannot use {folder} ({e.strerror}); set {CACHE_ENV}"
     path = folder / f"{key}.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return path, "miss", None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a device, FIFO or oversized entry is unreadable like a corrupt one: replaced, never read
+        data = json.loads(
+            read_text_capped(path, "calibration cache entry", CALIBRATION_CACHE_MAX_BYTES, error=DataError)
+        )
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        path.unlink(missing_ok=True)
-        return path, "miss", f"calibration cache entry {path} was unreadable ({e}); recomputed"
+    except (DataError, OSError, ValueError) as e:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a folder in the way: writing the entry will say so
+        why = str(e) if isinstance(e, DataError) else f"calibration cache entry {path} was unreadable ({e})"
+        return path, "miss", f"{why}; recomputed"
     return path, "hit", None

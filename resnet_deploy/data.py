@@ -13,6 +13,7 @@ they are rescaled to 8 bits first.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, DataError, MissingDependencyError
 from .onnx_io import FLOAT_NCHW, UINT8_NHWC, InputFormat
+from .safeio import IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, LABELS_MAX_BYTES, check_readable, open_checked, read_text_capped
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -216,14 +218,29 @@ def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     p = Path(path)
     if p.is_dir():
         raise DataError(f"{p} is a folder, not an image file")
-    if not p.is_file():
-        raise DataError(f"image not found: {p}")
+    check_readable(p, "image", IMAGE_MAX_BYTES, error=DataError, missing=f"image not found: {p}")
     try:
-        with pil.open(p) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            return to_rgb(im)
-    except (OSError, ValueError, SyntaxError, pil.DecompressionBombError) as e:
+        with open_checked(p, "image", IMAGE_MAX_BYTES, error=DataError) as f, warnings.catch_warnings():
+            # Pillow's own bomb check warns (two raw lines on stderr) or raises: ours comes first.
+            warnings.simplefilter("ignore", pil.DecompressionBombWarning)
+            with pil.open(f) as im:
+                w, h = im.size
+                if w * h > IMAGE_MAX_PIXELS:
+                    raise DataError(_too_many_pixels(p, w, h))
+                im.load()  # decode now: a truncated file fails here, not later
+                return to_rgb(im)
+    except pil.DecompressionBombError:  # over twice Pillow's limit: refused inside open
+        raise DataError(_too_many_pixels(p, None, None)) from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"cannot read image {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _too_many_pixels(p: Path, w: int | None, h: int | None) -> str:
+    size = f"{w}x{h} = {w * h / 1e6:.0f} Mpx" if w is not None and h is not None else "over twice that"
+    return (
+        f"image {p} is {size}, over the {IMAGE_MAX_PIXELS / 1e6:.0f} Mpx ({IMAGE_MAX_PIXELS:,}) pixel limit "
+        "(a decompression bomb, or a photo to shrink first)"
+    )
 
 
 def list_images(root: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
@@ -252,9 +269,10 @@ def image_folder(root: str | os.PathLike[str], labels_file: str | os.PathLike[st
     folders = sorted(d.name for d in r.iterdir() if d.is_dir())
     if labels_file is not None:
         lf = Path(labels_file)
-        if not lf.is_file():
-            raise DataError(f"labels file not found: {lf}")
-        classes = [line.strip() for line in lf.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = read_text_capped(
+            lf, "labels file", LABELS_MAX_BYTES, error=DataError, missing=f"labels file not found: {lf}"
+        )
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
         unknown = sorted(set(folders) - set(classes))
         if unknown:
             raise DataError(f"folders not in the labels file {lf.name}: {', '.join(unknown[:5])}")

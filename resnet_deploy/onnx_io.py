@@ -9,6 +9,7 @@ unchanged), so it can be rendered, copied into a plan's sidecar or compared with
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ from onnx import TensorProto
 
 from .choices import InputFormat as InputFormat
 from .errors import ConfigError, ExportError
+from .safeio import EXTERNAL_DATA_MAX_BYTES, ONNX_MAX_BYTES, check_readable, open_checked, read_bytes_capped
 
 FLOAT_NCHW = InputFormat.float32_nchw.value
 UINT8_NHWC = InputFormat.uint8_nhwc.value
@@ -158,16 +160,122 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 def load_onnx(path: str | os.PathLike[str], *, load_weights: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file, with a one-line error for a missing, unreadable or non-ONNX file."""
+    """Load an ONNX file, with a one-line error for a missing, unreadable or non-ONNX file, for a
+    device, FIFO or file over protobuf's 2 GiB (refused before reading), for a graph without inputs
+    or outputs, and for external data that cannot be read (naming the file and why)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"file not found: {p}")
     if p.is_dir():
         raise ConfigError(f"expected an ONNX file, got a folder: {p}")
+    data = read_bytes_capped(
+        p, "ONNX model", ONNX_MAX_BYTES, error=ConfigError, missing=f"file not found: {p}", why=_OVER_2GB
+    )
+    if not data:
+        raise ConfigError(f"{p} is empty (0 bytes), not an ONNX model")
     try:
-        return onnx.load(str(p), load_external_data=load_weights)
-    except Exception as e:  # protobuf DecodeError, OSError, ...
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf DecodeError, ...
         raise ConfigError(f"{p} is not a readable ONNX model ({type(e).__name__})") from None
+    del data
+    _check_graph(model, p)
+    if load_weights:
+        _load_external_data(model, p)
+    return model
+
+
+_OVER_2GB = " (protobuf's maximum: larger models keep their weights in external data)"
+_ITEMSIZE: dict[int, int] = {
+    TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2, TensorProto.INT16: 2,
+    TensorProto.INT32: 4, TensorProto.INT64: 8, TensorProto.BOOL: 1, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8,
+    TensorProto.UINT32: 4, TensorProto.UINT64: 8, TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
+    TensorProto.BFLOAT16: 2,
+}  # fmt: skip
+
+
+def _check_graph(model: onnx.ModelProto, p: Path) -> None:
+    """A model with a graph, inputs and outputs (protobuf parses an empty file as an empty model)."""
+    graph = model.graph
+    if not model.HasField("graph") or not (graph.node or graph.input or graph.output):
+        raise ConfigError(f"{p} is not an ONNX model: it has no graph")
+    if not graph_inputs(model):
+        raise ConfigError(f"{p} is not a usable ONNX model: its graph has no inputs")
+    if not graph.output:
+        raise ConfigError(f"{p} is not a usable ONNX model: its graph has no outputs")
+
+
+def _external_tensors(model: onnx.ModelProto) -> list[TensorProto]:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data  # initializers and attributes
+
+    return [t for t in _get_all_tensors(model) if uses_external_data(t)]
+
+
+def check_external_data(
+    model: onnx.ModelProto, path: str | os.PathLike[str]
+) -> list[tuple[TensorProto, Path, int, int]]:
+    """``(tensor, file, offset, nbytes)`` for each of ``model``'s external tensors, after checking
+    (reading nothing) that each file is a regular file in the model's folder, not a link, holding
+    exactly the bytes the tensor's shape needs; all of them under ``EXTERNAL_DATA_MAX_BYTES``. For
+    whoever reads them: ``load_onnx``, or onnxruntime and TensorRT, which open them themselves."""
+    p = Path(path)
+    reads: list[tuple[TensorProto, Path, int, int]] = []
+    total = 0
+    try:
+        for tensor in _external_tensors(model):
+            info = {e.key: e.value for e in tensor.external_data}
+            location = info.get("location", "")
+            if not location or os.path.isabs(location) or ".." in Path(location).parts:
+                raise ConfigError(
+                    f"tensor {tensor.name!r} has its external data at {location!r}, outside the model's folder"
+                )
+            file = p.parent / location
+            check_readable(
+                file, "external data file", EXTERNAL_DATA_MAX_BYTES, error=ConfigError,
+                missing=f"external data file {file} not found (tensor {tensor.name!r})",
+            )  # fmt: skip
+            if file.is_symlink():
+                raise ConfigError(
+                    f"external data file {file} is a symbolic link (ONNX refuses links for external data)"
+                )
+            try:
+                offset, length = int(info.get("offset", "0")), (int(info["length"]) if "length" in info else None)
+            except ValueError:
+                raise ConfigError(f"tensor {tensor.name!r} has a malformed external data offset or length") from None
+            size = file.stat().st_size
+            count = length if length is not None else size - offset
+            need = math.prod(tensor.dims) * _ITEMSIZE[tensor.data_type] if tensor.data_type in _ITEMSIZE else count
+            if offset < 0 or count < 0 or offset + count > size or count < need:
+                raise ConfigError(
+                    f"external data file {file} is too short: tensor {tensor.name!r} needs {max(need, count)} bytes "
+                    f"from offset {offset}, the file has {size}"
+                )
+            if count > need:
+                raise ConfigError(
+                    f"external data file {file} holds more than tensor {tensor.name!r} needs "
+                    f"({count} bytes from offset {offset} for a {need}-byte tensor)"
+                )
+            total += count
+            if total > EXTERNAL_DATA_MAX_BYTES:
+                raise ConfigError(f"its external data is over the {EXTERNAL_DATA_MAX_BYTES >> 30} GiB limit")
+            reads.append((tensor, file, offset, count))
+    except ConfigError as e:
+        raise ConfigError(f"cannot load the weights of ONNX model {p}: {e}") from None
+    return reads
+
+
+def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
+    """Read the checked external tensors into ``model`` (what ``onnx.load`` does, with the checks)."""
+    reads = check_external_data(model, p)
+    for file in sorted({f for _, f, _, _ in reads}):
+        with open_checked(file, "external data file", EXTERNAL_DATA_MAX_BYTES, error=ConfigError) as f:
+            for tensor, _, offset, count in (r for r in reads if r[1] == file):
+                f.seek(offset)
+                data = f.read(count)
+                if len(data) != count:
+                    raise ConfigError(f"cannot load the weights of ONNX model {p}: {file} changed while being read")
+                tensor.raw_data = data
+                tensor.data_location = TensorProto.DEFAULT
+                del tensor.external_data[:]
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ArtifactMeta:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .errors import ResnetDeployError
 from .reports import atomic_write_text, sha256_file, to_jsonable
+from .safeio import RECORD_MAX_BYTES, read_text_capped
 
 RECORD_SCHEMA = 1
 RECORD_SUFFIX = ".parity.json"
@@ -103,12 +105,13 @@ def record_report(
 
 
 def read_record(artifact: str | os.PathLike[str]) -> ParityRecord | None:
-    """The record beside ``artifact``, or None when there is none or it is unreadable."""
+    """The record beside ``artifact``, or None when there is none or it is unreadable (not a
+    regular file, over ``RECORD_MAX_BYTES``, not JSON...)."""
     path = record_path(artifact)
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_capped(path, "parity record", RECORD_MAX_BYTES, error=ResnetDeployError))
         if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
             return None
         return ParityRecord(
@@ -123,7 +126,7 @@ def read_record(artifact: str | os.PathLike[str]) -> ParityRecord | None:
             created=str(data.get("created", "")),
             toolkit_version=str(data.get("toolkit_version", "")),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ResnetDeployError, OSError, ValueError, KeyError, TypeError):
         return None
 
 

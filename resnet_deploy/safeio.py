@@ -126,7 +126,9 @@ def open_checked(
     descriptor (opened non-blocking: a FIFO swapped in after the stat cannot block either)."""
     p = check_readable(path, kind, max_bytes, error=error, missing=missing, why=why)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(
+            p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        )
     except FileNotFoundError:
         raise error(missing or f"{kind} not found: {_describe(p)}") from None
     except OSError as e:

@@ -20,6 +20,7 @@ from typing import Any
 from ._version import __version__
 from .choices import HardwareCompat as HardwareCompat
 from .errors import ConfigError, EngineError
+from .safeio import PLAN_MAX_BYTES, SIDECAR_MAX_BYTES, check_readable, read_bytes_capped, read_text_capped
 
 SIDECAR_SCHEMA = 1
 HARDWARE_COMPAT = tuple(h.value for h in HardwareCompat)
@@ -102,13 +103,13 @@ class Sidecar:
 
     @classmethod
     def from_file(cls, path: Path) -> Sidecar:
-        if not path.is_file():
-            raise EngineError(
-                f"no sidecar {path.name} beside the plan: rebuild it with 'resnet-deploy build' "
-                "(a plan without its sidecar cannot be checked before loading)"
-            )
+        missing = (
+            f"no sidecar {path.name} beside the plan: rebuild it with 'resnet-deploy build' "
+            "(a plan without its sidecar cannot be checked before loading)"
+        )
+        text = read_text_capped(path, "engine sidecar", SIDECAR_MAX_BYTES, error=EngineError, missing=missing)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             if data.get("schema") != SIDECAR_SCHEMA:
                 raise ValueError(f"schema {data.get('schema')!r}, expected {SIDECAR_SCHEMA}")
             return cls(**data)
@@ -170,11 +171,15 @@ def compatibility_problems(sidecar: Sidecar, env: RuntimeEnv) -> list[str]:
 def verify_plan(plan: str | os.PathLike[str], env: RuntimeEnv | None) -> tuple[bytes, Sidecar]:
     """The plan's bytes and sidecar, after the integrity and compatibility checks (``env=None``
     skips compatibility, for inspecting a plan on a machine without TensorRT)."""
-    p = Path(plan)
-    if not p.is_file():
-        raise EngineError(f"engine not found: {p}")
+    p = check_readable(plan, "TensorRT plan", PLAN_MAX_BYTES, error=EngineError, missing=f"engine not found: {plan}")
     sidecar = Sidecar.from_file(sidecar_path(p))
-    data = p.read_bytes()
+    size = p.stat().st_size
+    if size != sidecar.plan_size_bytes:  # refused unread: never more bytes than the sidecar describes
+        raise EngineError(
+            f"{p.name} does not match its sidecar (size {size} vs {sidecar.plan_size_bytes}): "
+            "the plan is truncated or altered; rebuild it"
+        )
+    data = read_bytes_capped(p, "TensorRT plan", size, error=EngineError)
     digest = hashlib.sha256(data).hexdigest()
     if len(data) != sidecar.plan_size_bytes or digest != sidecar.plan_sha256:
         raise EngineError(

@@ -124,9 +124,8 @@ def write_zip(path: Path, members: list[tuple[str, bytes | tuple[bytes, int, int
             f.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0))
             f.write(raw)
             f.write(data)
-            central += struct.pack(
-                "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0, 0, 0, 0, 0, offset
-            )
+            entry = (20, 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0, 0, 0, 0, 0, offset)
+            central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *entry)
             central += raw
         start = f.tell()
         f.write(central)
@@ -376,10 +375,10 @@ def test_checkpoint_caps_without_an_architecture(tmp_path: Path) -> None:
     assert read_state_dict(legacy)["w"].shape == (1000,)
     with pytest.raises(WeightsError, match="over the 1000 B limit"):
         read_state_dict(legacy, max_bytes=1000)  # the legacy format: bounded by its file size
-    modern = tmp_path / "modern.pth"
-    torch.save({"w": torch.zeros(1000)}, modern)
-    with pytest.raises(WeightsError, match="inflates to"):
-        read_state_dict(modern, max_bytes=3000)
+    bomb = _bomb_checkpoint(tmp_path, 16 << 20)  # 16 MiB inflated from a few KB
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(WeightsError, match=r"inflates to 1[67](\.\d)? MiB .*, over the 8 MiB limit for a checkpoint"):
+        read_state_dict(bomb, max_bytes=8 << 20)
 
 
 def test_a_checkpoint_within_budget_still_loads(tmp_path: Path) -> None:

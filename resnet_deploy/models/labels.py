@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..onnx_io import ArtifactMeta
+from ..safeio import LABELS_MAX_BYTES, read_text_capped
 
 
 def class_names(meta: Mapping[str, str], labels: str | os.PathLike[str] | Sequence[str] | None = None) -> list[str]:
@@ -18,12 +19,9 @@ def class_names(meta: Mapping[str, str], labels: str | os.PathLike[str] | Sequen
     if labels is not None:
         if isinstance(labels, (str, os.PathLike)):
             path = Path(labels)
-            if not path.is_file():
-                raise ConfigError(f"labels file not found: {path}")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"labels file {path} is not readable UTF-8 text ({type(e).__name__})") from None
+            text = read_text_capped(
+                path, "labels file", LABELS_MAX_BYTES, error=ConfigError, missing=f"labels file not found: {path}"
+            )
             names = [line.strip() for line in text.splitlines() if line.strip()]
         else:
             names = [str(x) for x in labels]

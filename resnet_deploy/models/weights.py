@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, MissingDependencyError, WeightsError
 from ..reports import sha256_file as sha256_file  # re-exported: weights.sha256_file
+from ..safeio import CHECKPOINT_MAX_BYTES, MiB, check_readable, human_size, open_checked
 from .cfg import ModelCfg, WeightSource
 
 WeightsSpec = Union[str, "os.PathLike[str]"]
@@ -71,19 +72,35 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a torchvision-format state_dict (or a checkpoint dict holding one), safely."""
+def checkpoint_budget(net: nn.Module) -> int:
+    """The most a checkpoint for ``net`` could hold: every tensor of its state_dict in fp64, twice
+    more for optimizer moments (Adam's), and 64 MiB for the rest (ResNet-20: 70 MiB, ResNet-50:
+    0.6 GiB, ResNet-152: 1.4 GiB)."""
+    numel = int(sum(t.numel() for t in net.state_dict().values()))
+    return numel * 8 * 3 + 64 * MiB
+
+
+def read_state_dict(
+    path: str | os.PathLike[str], *, max_bytes: int = CHECKPOINT_MAX_BYTES, arch: str = ""
+) -> dict[str, torch.Tensor]:
+    """Read a torchvision-format state_dict (or a checkpoint dict holding one), safely: a regular
+    file, of at most ``max_bytes`` on disk and, for torch's zip format, once inflated (checked from
+    the zip's directory before anything is inflated). ``arch`` names what ``max_bytes`` is for."""
     p = Path(path)
     if not p.exists():
         raise WeightsError(f"weights file not found: {p} (use a .pth/.pt state_dict, 'imagenet' or 'random')")
     if p.is_dir():
         raise WeightsError(f"weights path is a directory, not a file: {p}")
+    limit_for = f" ({arch} needs at most {human_size(max_bytes)})" if arch else ""
+    check_readable(p, "checkpoint", max_bytes, error=WeightsError, why=limit_for)
     if p.suffix.lower() == ".safetensors":
-        return _read_safetensors(p)
+        return _read_safetensors(p)  # bounded by its file size: safetensors checks offsets against it
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. torch's note on pickle protocols
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+        with open_checked(p, "checkpoint", max_bytes, error=WeightsError, why=limit_for) as f:
+            _check_inflated_size(f, p, max_bytes, arch)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. torch's note on pickle protocols
+                obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
             raise WeightsError(
@@ -98,6 +115,25 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"cannot read {p}: corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
         ) from None
     return _extract_state_dict(obj, p)
+
+
+def _check_inflated_size(f: Any, p: Path, max_bytes: int, arch: str) -> None:
+    """torch's format is a zip: the sizes its directory declares for its members (what torch
+    allocates to inflate them) must fit ``max_bytes``. The legacy pickle format is bounded by the
+    file size, already checked."""
+    if zipfile.is_zipfile(f):
+        try:
+            with zipfile.ZipFile(f) as zf:
+                inflated = sum(i.file_size for i in zf.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise WeightsError(f"cannot read {p}: corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
+        if inflated > max_bytes:
+            limit = f"the {human_size(max_bytes)} " + (f"that {arch} could need" if arch else "limit for a checkpoint")
+            raise WeightsError(
+                f"checkpoint {p} inflates to {human_size(inflated)} ({human_size(p.stat().st_size)} on disk), "
+                f"over {limit}: refusing to unpack it"
+            )
+    f.seek(0)
 
 
 def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
@@ -208,6 +244,7 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
 def fetch_checkpoint(url: str, sha256_prefix: str, dest: Path, *, offline: bool | None = None) -> Path:
     """A hash-checked local copy of ``url`` in the torch.hub cache, downloading only when needed."""
     if dest.exists():
+        check_readable(dest, "cached checkpoint", CHECKPOINT_MAX_BYTES, error=WeightsError)  # never hash a FIFO
         digest = sha256_file(dest)
         if not digest.startswith(sha256_prefix):
             raise WeightsError(
@@ -297,7 +334,7 @@ def load_weights(net: nn.Module, spec: WeightsSpec, *, seed: int = 0) -> Weights
         raise WeightsError(
             f"unknown weights {text!r}: use {', '.join(_KEYWORDS)}, imagenet:v1, or a path to a state_dict file"
         )
-    state = read_state_dict(path)
+    state = read_state_dict(path, max_bytes=checkpoint_budget(net), arch=cfg.name)
     apply_state_dict(net, state, str(path))
     file_note: str | None = None
     if getattr(net, "variant", "v1.5") == "v1" and cfg.block == "bottleneck":
@@ -333,7 +370,7 @@ def _load_imagenet(net: nn.Module, cfg: ModelCfg, source: WeightSource, *, reque
             raise
         tag = others[-1].tag.rsplit("_", 1)[-1].lower()
         raise WeightsError(f"{e}; the {others[-1].tag} checkpoint is cached: --weights imagenet:{tag}") from None
-    state = read_state_dict(path)
+    state = read_state_dict(path, max_bytes=checkpoint_budget(net), arch=cfg.name)
     apply_state_dict(net, state, str(path))
     return WeightsInfo(
         requested=requested,

@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 
 from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
-from ..onnx_io import ArtifactMeta, load_onnx
+from ..onnx_io import ArtifactMeta, check_external_data, load_onnx
+from ..safeio import ONNX_MAX_BYTES, check_readable
 from ..system import cpu_count
 from .base import Runner
 
@@ -65,6 +66,7 @@ class OnnxRuntimeRunner(Runner):
         super().__init__()
         self.path = Path(path)
         model = load_onnx(self.path, load_weights=False)  # clear errors for missing / non-ONNX files
+        check_external_data(model, self.path)  # onnxruntime reads them itself: regular files, right sizes
         self.metadata = ArtifactMeta.from_model(model)
         self._pre = Preprocess.from_metadata(self.metadata)
         batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -90,6 +92,8 @@ class OnnxRuntimeRunner(Runner):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # onnxruntime opens the path itself: still the regular file load_onnx checked, not a FIFO
+        check_readable(self.path, "ONNX model", ONNX_MAX_BYTES, error=ConfigError)
         gpu = any(p != "CPUExecutionProvider" for p in self.providers)
         try:
             # A GPU provider that fails to load makes onnxruntime log to stderr, print its CPU
