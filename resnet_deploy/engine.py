@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EngineError, MissingDependencyError
-from .onnx_io import ArtifactMeta, graph_precision, load_onnx
-from .reports import Progress, atomic_path, atomic_write_text, check_output_path, sha256_file
+from .onnx_io import ArtifactMeta, check_external_data, graph_precision, load_onnx
+from .reports import Progress, atomic_path, atomic_write_text, check_output_path, sha256_file, shown_path
+from .safeio import TIMING_CACHE_MAX_BYTES, read_bytes_capped
 from .sidecar import (
     HARDWARE_COMPAT,
     SIDECAR_SCHEMA,
@@ -105,6 +106,7 @@ def onnx_profile(
     """The profile for an ONNX's dynamic batch axis, its metadata and precision (clear errors for a
     fixed batch axis or a non-toolkit graph)."""
     model = load_onnx(onnx_path, load_weights=False)
+    check_external_data(model, onnx_path)  # TensorRT's parser reads them itself: regular files, right sizes
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     if len(dims) != 4:
@@ -183,7 +185,7 @@ def build_engine(
     trt_profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(trt_profile)
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    cache_blob = read_timing_cache(cache_path)
     cache = config.create_timing_cache(cache_blob)
     warnings: list[str] = []
     if not config.set_timing_cache(cache, False):  # (cache, ignore_mismatch): refuse a foreign cache
@@ -222,7 +224,15 @@ def build_engine(
     if cache_path is not None:
         with atomic_path(cache_path) as tmp_cache:
             tmp_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return BuildReport(str(out.resolve()), sidecar, str(cache_path) if cache_path else None, warnings)
+    return BuildReport(shown_path(out), sidecar, str(cache_path) if cache_path else None, warnings)
+
+
+def read_timing_cache(path: Path | None) -> bytes:
+    """A timing cache's bytes (empty when there is none yet): a regular file under
+    ``TIMING_CACHE_MAX_BYTES``, never a device or FIFO read without end."""
+    if path is None or (not path.exists() and not path.is_symlink()):
+        return b""
+    return read_bytes_capped(path, "timing cache", TIMING_CACHE_MAX_BYTES, error=EngineError)
 
 
 def _tensorrt_cuda() -> str:

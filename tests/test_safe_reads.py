@@ -437,3 +437,51 @@ def test_safeio_messages(tmp_path: Path) -> None:
         safeio.read_text_capped(tmp_path / "bad.txt", "thing", 5, error=DataError)
     assert safeio.human_size(2 * GiB) == "2 GiB" and safeio.human_size(1536 << 20) == "1.5 GiB"
     assert safeio.human_size((1 << 31) - 1) == "2 GiB"
+
+
+# -- the readers that hand a path to another library: TensorRT, onnxruntime, the calibration cache --
+
+
+def test_timing_cache_reads_are_checked(tmp_path: Path, fifo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_deploy import engine
+
+    assert engine.read_timing_cache(None) == b"" and engine.read_timing_cache(tmp_path / "new.cache") == b""
+    with pytest.raises(EngineError, match="timing cache .* is a FIFO"):
+        engine.read_timing_cache(fifo)
+    link = tmp_path / "zero.cache"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(EngineError, match="is a device, not a regular file"):
+        engine.read_timing_cache(link)
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"x" * 200)
+    assert engine.read_timing_cache(cache) == b"x" * 200
+    monkeypatch.setattr(engine, "TIMING_CACHE_MAX_BYTES", 100)
+    with pytest.raises(EngineError, match="over the 100 B limit for a timing cache"):
+        engine.read_timing_cache(cache)
+
+
+def test_external_data_is_checked_before_onnxruntime_or_tensorrt_open_it(tmp_path: Path) -> None:
+    from resnet_deploy.engine import onnx_profile
+    from resnet_deploy.runtime.onnxrt import OnnxRuntimeRunner
+
+    path = tmp_path / "m.onnx"
+    data = save_external(tiny_model(), path)
+    data.unlink()
+    os.mkfifo(data)
+    with pytest.raises(ConfigError, match="w.data is a FIFO"):
+        OnnxRuntimeRunner(path)
+    with pytest.raises(ConfigError, match="w.data is a FIFO"):
+        onnx_profile(path, 1, 1, 1)
+
+
+def test_an_unreadable_calibration_cache_entry_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_deploy import calibration
+
+    monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path))
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    os.mkfifo(folder / "k.json")
+    path, state, note = calibration.prepare_cache(True, "k")
+    assert state == "miss" and note is not None and "is a FIFO" in note and not path.exists()
+    (folder / "k.json").write_text("{}")
+    assert calibration.prepare_cache(True, "k")[1] == "hit"
