@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from ._version import __version__
 from .choices import Backend
 from .errors import ConfigError, MissingDependencyError
+from .metrics import check_batch_sizes as _check_sizes
 from .models.profile import count_macs
 from .models.registry import model_stats
 from .onnx_io import ArtifactMeta
@@ -182,9 +183,7 @@ def _nvidia_driver() -> str | None:
 
 
 def check_batch_sizes(batch_sizes: Sequence[int], targets: Sequence[Target]) -> list[int]:
-    sizes = [int(b) for b in batch_sizes]
-    if not sizes or any(b <= 0 for b in sizes):
-        raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    sizes = _check_sizes(list(batch_sizes))
     for t in targets:
         fixed, limit = t.runner.fixed_batch, t.runner.max_batch
         low = getattr(t.runner, "min_batch", None) or 1

@@ -18,7 +18,15 @@ from numpy.typing import NDArray
 
 from .data import Preprocess, iter_batches, list_images
 from .errors import ConfigError, DataError, ParityError
-from .metrics import CheckReport, ParityRow, Tolerance, compare_outputs, random_inputs
+from .metrics import (
+    CheckReport,
+    ParityRow,
+    Tolerance,
+    check_batch_sizes,
+    check_seed,
+    compare_outputs,
+    random_inputs,
+)
 from .onnx_io import ArtifactMeta
 from .precisions import DEFAULT_TOLERANCES
 from .records import record_check
@@ -61,8 +69,10 @@ def compare(
     defaults (``precisions.PRECISIONS``) for every input set.
     """
     t0 = time.perf_counter()
-    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in batch_sizes):
-        raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    check_batch_sizes(batch_sizes)
+    check_seed(seed)
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ConfigError(f"--max-images {max_images}: must be at least 1")
     # The bytes compared, hashed once before they run (what a parity record vouches for).
     cand_sha, ref_sha = _file_sha256(candidate), _file_sha256(reference)
     if cand_sha is not None and cand_sha == ref_sha and tuple(providers) == ("CPUExecutionProvider",):

@@ -246,13 +246,43 @@ def _tensorrt_cuda() -> str:
     return "unknown"
 
 
-def load_engine(plan: str | os.PathLike[str]) -> tuple[Any, Sidecar]:
-    """Verify (hash, sidecar vs this TensorRT and GPU), then deserialize: (ICudaEngine, Sidecar)."""
+# Whether a version-compatible plan's embedded host code (its lean runtime) may run when the caller
+# does not say: off. The CLI's ``--allow-host-code`` turns it on for one command.
+_HOST_CODE_DEFAULT = [False]
+
+
+def set_host_code_default(allow: bool) -> None:
+    """The process default for ``allow_host_code`` (the CLI's ``--allow-host-code``)."""
+    _HOST_CODE_DEFAULT[0] = bool(allow)
+
+
+def host_code_allowed(allow_host_code: bool | None) -> bool:
+    return _HOST_CODE_DEFAULT[0] if allow_host_code is None else bool(allow_host_code)
+
+
+def check_host_code(plan: str | os.PathLike[str], sidecar: Sidecar, allow_host_code: bool | None) -> bool:
+    """A version-compatible plan carries host code that TensorRT runs in this process when it is
+    deserialized, and the sidecar that says so is written by whoever made the plan (self-attested,
+    not signed): it loads only when the caller opted in. Returns whether host code is allowed."""
+    allowed = host_code_allowed(allow_host_code)
+    if sidecar.version_compatible and not allowed:
+        raise EngineError(
+            f"{Path(plan).name} is a version-compatible plan: it carries host code TensorRT would run in this "
+            "process; load it only if you trust where it came from, with --allow-host-code (allow_host_code=True)"
+        )
+    return allowed
+
+
+def load_engine(plan: str | os.PathLike[str], *, allow_host_code: bool | None = None) -> tuple[Any, Sidecar]:
+    """Verify (hash, sidecar vs this TensorRT and GPU), then deserialize: (ICudaEngine, Sidecar).
+    ``allow_host_code``: a version-compatible plan's embedded host code may run (default: no, unless
+    ``set_host_code_default(True)``); refused before anything is deserialized."""
+    check_host_code(plan, Sidecar.from_file(sidecar_path(plan)), allow_host_code)
     env = runtime_env()
     data, sidecar = verify_plan(plan, env)
     trt = _tensorrt()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    if sidecar.version_compatible:
+    if sidecar.version_compatible:  # (allowed: checked above)
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:

@@ -33,7 +33,7 @@ from .models.registry import create_model
 from .models.resnet import ResNet
 from .models.weights import WeightsInfo, WeightsSpec
 from .onnx_io import ArtifactMeta, read_metadata  # noqa: F401  (read_metadata: re-exported)
-from .reports import Progress, check_output_path
+from .reports import Progress, check_output_path, shown_path
 from .runtime.pyt import TorchRunner
 from .stage import Verification, write_verified
 from .torch_export import (  # noqa: F401  (re-exported: the export API's names)
@@ -456,7 +456,7 @@ def _export(
     nodes = Counter(n.op_type for n in proto.graph.node)
 
     report = ExportReport(
-        path=str(out_path.resolve()),
+        path=shown_path(out_path),
         model=meta["model"],
         depth=cfg.depth,
         variant=net.variant,

@@ -7,6 +7,7 @@ verification, ``check`` and tests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ParityError
+from .errors import ConfigError, ParityError
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,22 @@ class Tolerance:
     scale_rtol: float | None = 1e-4
     min_cosine: float | None = None
     min_top1_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        """A tolerance that cannot mean anything is a usage error, before anything runs (and so
+        before a parity record could be replaced by its verdict)."""
+        bounds = (
+            ("rtol", self.scale_rtol, 0.0, 1.0, "[0, 1): a difference as large as the largest logit says nothing"),
+            ("min-cosine", self.min_cosine, -1.0, 1.0, "[-1, 1]"),
+            ("min-top1", self.min_top1_agreement, 0.0, 1.0, "[0, 1] (a fraction of the samples)"),
+        )
+        for name, value, low, high, where in bounds:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"--{name} {value!r}: must be a finite number in {where}")
+            if not low <= value <= high or (name == "rtol" and value >= high):
+                raise ConfigError(f"--{name} {value:g}: must be in {where}")
 
     def describe(self) -> str:
         parts = []
@@ -155,7 +172,30 @@ class CheckReport:
         }
 
 
+# Batch sizes a comparison or a benchmark may ask for (as ``export --batch``): enough for any
+# server-side batch, small enough that a typo is refused instead of exhausting memory.
+MAX_BATCH_SIZE = 4096
+MAX_SEED = 2**32 - 1  # numpy's legacy seeds and torch's generators both take this range
+
+
+def check_batch_sizes(batch_sizes: Sequence[int], what: str = "batch sizes") -> list[int]:
+    """Positive integers up to ``MAX_BATCH_SIZE``, at least one; else a ConfigError."""
+    sizes = list(batch_sizes)
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in sizes):
+        raise ConfigError(f"{what} must be positive integers, got {sizes}")
+    too_big = [b for b in sizes if b > MAX_BATCH_SIZE]
+    if too_big:
+        raise ConfigError(f"{what}: {too_big[0]} is over the limit of {MAX_BATCH_SIZE}")
+    return sizes
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {seed}: must be an integer in 0-{MAX_SEED}")
+    return seed
+
+
 def random_inputs(crop: tuple[int, int], batch_sizes: Sequence[int], seed: int) -> list[NDArray[Any]]:
     """Seeded standard-normal inputs (the space normalised images live in), one array per batch size."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     return [rng.standard_normal((b, 3, *crop)).astype(np.float32) for b in batch_sizes]

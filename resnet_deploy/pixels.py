@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
 from .onnx_io import FLOAT_NCHW, UINT8_NHWC, ArtifactMeta, load_onnx, save_checked
 from .precisions import precision_spec
-from .reports import Progress, Reporter, check_output_path, sha256_file
+from .reports import Progress, Reporter, check_output_path, sha256_file, shown_path
 from .runtime.onnxrt import OnnxRuntimeRunner
 from .stage import Verification, write_verified
 
@@ -161,7 +161,7 @@ def add_pixel_input(
     model.producer_name, model.producer_version = "resnet-deploy", __version__
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     report = PixelInputReport(
-        path=str(out.resolve()),
+        path=shown_path(out),
         source=str(src_path.resolve()),
         source_sha256=source_sha,
         precision=meta.precision,

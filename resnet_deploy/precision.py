@@ -59,7 +59,7 @@ from .onnx_io import (
     save_checked,
 )
 from .precisions import Precision, precision_spec, precision_suffixes
-from .reports import Progress, Reporter, check_output_path, sha256_file
+from .reports import Progress, Reporter, check_output_path, owned_scratch, sha256_file, shown_path
 from .runtime.onnxrt import OnnxRuntimeRunner
 from .stage import Verification, write_verified
 
@@ -283,7 +283,7 @@ def to_fp16(
     (meta | updates).write_to(model)
     model.producer_name, model.producer_version = "resnet-deploy", __version__
     report = PrecisionReport(
-        path=str(out.resolve()),
+        path=shown_path(out),
         source=str(src_path.resolve()),
         precision="fp16",
         io_dtype=io_dtype,
@@ -414,7 +414,7 @@ def quantize_int8(
     cache_path, cache_state, cache_note = prepare_cache(cache, hashlib.sha256(key.encode()).hexdigest()[:32])
     inputs, batch_size = _whole_batches(calib.inputs, fixed_batch(src_path), batch_size)
     report = PrecisionReport(
-        path=str(out.resolve()),
+        path=shown_path(out),
         source=str(src_path.resolve()),
         precision="int8",
         io_dtype="float32",
@@ -533,7 +533,8 @@ def _run_quantizer(
     old_level = qlog.level
     try:
         qlog.setLevel(logging.ERROR)  # ORT's quantizer logs pre-processing advice as warnings
-        with contextlib.redirect_stdout(io.StringIO()):  # and prints histogram progress on stdout
+        # and prints histogram progress on stdout; its scratch goes in a folder of ours (swept if killed)
+        with contextlib.redirect_stdout(io.StringIO()), owned_scratch():
             q.quantize_static(
                 str(src),
                 str(tmp),

@@ -29,9 +29,10 @@ from ._version import __version__
 from .artifacts import artifact_metadata, load_onnx
 from .errors import ConfigError, ResnetDeployError
 from .errors import ShipRefused as ShipRefused
-from .onnx_io import UINT8_NHWC, ArtifactMeta
+from .onnx_io import UINT8_NHWC, ArtifactMeta, check_external_data
 from .records import record_path, record_problem
-from .reports import atomic_write_text, sha256_file
+from .reports import atomic_write_text, sha256_file, sweep_stale_temps, temp_prefix
+from .safeio import LABELS_MAX_BYTES, SIDECAR_MAX_BYTES, read_text_capped
 from .triton import (
     ACCELERATOR_PRECISIONS,
     DEFAULT_MAX_BATCH,
@@ -147,6 +148,8 @@ def _check_options(
 def _check_repository(repo: str | os.PathLike[str]) -> Path:
     """The repository folder, or the folder it will be made in, must be writable."""
     repo_path = Path(repo).expanduser()
+    if repo_path.is_symlink() and not repo_path.exists():
+        raise ConfigError(f"--repo {repo_path} is a broken symbolic link (to {os.readlink(repo_path)})")
     if repo_path.exists() and not repo_path.is_dir():
         raise ConfigError(f"--repo {repo_path} is a file, not a folder")
     if not repo_path.parent.is_dir():
@@ -341,7 +344,7 @@ def _header(art: _Artifact, digest: str, problems: list[str]) -> list[str]:
 def _check_same_model(config_path: Path, text: str, model_dir: Path, version: int, names: list[str] | None) -> None:
     """Triton serves every version folder of a model with the one config.pbtxt: refuse a version
     that would change what the other versions are (platform, batch limit, input, output, labels)."""
-    current = config_path.read_text(encoding="utf-8", errors="replace")
+    current = read_text_capped(config_path, "model config", SIDECAR_MAX_BYTES, error=ConfigError)
     others = sorted(
         int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit() and int(d.name) != version
     )
@@ -350,7 +353,11 @@ def _check_same_model(config_path: Path, text: str, model_dir: Path, version: in
     if _MARK not in current:
         raise ConfigError(f"{model_dir} holds a model resnet-deploy did not write: ship under another --name")
     labels_path = model_dir / "labels.txt"
-    old_labels = labels_path.read_text(encoding="utf-8", errors="replace").split() if labels_path.is_file() else None
+    old_labels = (
+        read_text_capped(labels_path, "labels file", LABELS_MAX_BYTES, error=ConfigError).split()
+        if labels_path.exists() or labels_path.is_symlink()
+        else None
+    )
     new_labels = "\n".join(names).split() if names is not None else None
     if config_signature(current) != config_signature(text) or old_labels != new_labels:
         raise ConfigError(
@@ -360,6 +367,23 @@ def _check_same_model(config_path: Path, text: str, model_dir: Path, version: in
 
 
 # --------------------------------------------------------------------------- the version folder
+
+
+def _copy_external_data(art: _Artifact, staging: Path) -> list[str]:
+    """An ONNX whose weights live in external data files is useless without them: copy each file it
+    references (checked to be a regular file inside the source's folder, of the right size) to the
+    same relative place beside the shipped model. Returns their relative names."""
+    if art.platform != "onnxruntime_onnx":
+        return []
+    copied: list[str] = []
+    for _tensor, file, _offset, _count in check_external_data(load_onnx(art.src, load_weights=False), art.src):
+        rel = file.relative_to(art.src.parent).as_posix()
+        if rel in copied:
+            continue
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, staging / rel)
+        copied.append(rel)
+    return copied
 
 
 def _assemble(
@@ -373,12 +397,13 @@ def _assemble(
     # A new model is assembled whole under a hidden name and renamed into place; an existing one
     # (same signature, checked before) gets its config and labels first, then the new version.
     parent = layout.repo if new_model else model_dir
-    root = Path(tempfile.mkdtemp(prefix=f".{art.model_name}.", suffix=".tmp", dir=parent))
+    sweep_stale_temps(parent)
+    root = Path(tempfile.mkdtemp(prefix=temp_prefix(art.model_name), suffix=".tmp", dir=parent))
     try:
         staging = root / str(version)
         staging.mkdir()
         shutil.copyfile(src, staging / filename)
-        files = [filename]
+        files = [filename, *_copy_external_data(art, staging)]
         if art.sidecar is not None:
             from .sidecar import sidecar_path
 

@@ -4,7 +4,7 @@ Every writer (``export_onnx``, ``to_fp16``, ``quantize_int8``, ``add_pixel_input
 the same steps: write a temp file beside the target and run the ONNX checker on it, compare it
 with its reference on the same inputs (``check.compare``), keep it or refuse it (a failure raises
 ``ParityError`` with the report and leaves nothing at the target, unless the caller names why it
-is kept), rename it into place, and write its parity record (what ``ship`` requires).
+is kept), write its parity record (what ``ship`` requires), and rename it into place.
 """
 
 from __future__ import annotations
@@ -69,4 +69,6 @@ def write_verified(out: Path, report: VerifiedReport, write: Callable[[Path], An
         report.sha256 = sha256_file(tmp)
         if not report.parity_passed:
             refuse_or_keep(report, v.failure(report.parity), v.keep)
-    record_report(out, report, step=v.step, reference=v.described_as, weights_trained=v.weights_trained)
+        # The record first, the artifact's rename last: a record that cannot be written (disk
+        # full) leaves the old artifact and record as they were, never a new file without one.
+        record_report(out, report, step=v.step, reference=v.described_as, weights_trained=v.weights_trained)

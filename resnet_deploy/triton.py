@@ -20,7 +20,7 @@ from .errors import ConfigError, ResnetDeployError
 KINDS = tuple(k.value for k in Kind)
 ACCELERATOR_PRECISIONS = ("fp32", "fp16", "int8")  # ONNX Runtime's TensorRT provider: precision_mode
 DEFAULT_MAX_BATCH = 64
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # whole names only (fullmatch: no trailing newline)
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8"}
 
 
@@ -46,7 +46,7 @@ def triton_format(nhwc: bool) -> str:
 
 def check_model_name(name: str) -> None:
     """A Triton model name that is also a safe folder name."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
 
 

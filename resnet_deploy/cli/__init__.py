@@ -10,6 +10,7 @@ and the library, never this module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from ..errors import ResnetDeployError
+from ..reports import printable
 from ._common import err
 from .bench import bench_cmd
 from .build import build_cmd
@@ -46,6 +48,9 @@ class _Group(TyperGroup):
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # '| head' closed the pipe: stop quietly, as other tools do
+            _quiet_stdout()
+            sys.exit(141)
         except Exception as e:
             # typer bundles its own click: recognise its usage errors by shape, not by class.
             if hasattr(e, "format_message") and hasattr(e, "exit_code"):
@@ -64,8 +69,15 @@ class _Group(TyperGroup):
         sys.exit(code)
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush of a broken pipe stays silent."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
+
+
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return printable(" ".join(str(text).split()))
 
 
 def _help_hint(e: Exception) -> str:
@@ -75,7 +87,7 @@ def _help_hint(e: Exception) -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print("[bold red]error:[/] " + escape(message), markup=True, highlight=False)
+    err.print("[bold red]error:[/] " + escape(printable(message)), markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -100,8 +112,20 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
+    allow_host_code: Annotated[
+        bool,
+        typer.Option(
+            "--allow-host-code",
+            help="Let version-compatible TensorRT plans run the host code they carry (trusted plans only; "
+            "recorded in each runner's description).",
+        ),
+    ] = False,
 ) -> None:
     """The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton."""
+    if allow_host_code:
+        from ..engine import set_host_code_default
+
+        set_host_code_default(True)
 
 
 # The commands, in the order 'resnet-deploy --help' lists them.

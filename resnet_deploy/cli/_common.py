@@ -33,10 +33,25 @@ from ..choices import TorchDtype as TorchDtypeChoice
 from ..choices import Variant as VariantChoice
 from ..errors import ConfigError
 from ..errors import Interrupted as Interrupted
+from ..reports import printable
+
+
+class _SafeConsole(Console):
+    """A console that shows control characters in printed strings as escapes (a value read from
+    a file cannot drive the terminal); line feeds of our own layout stay. Values that must stay on
+    one line (metadata, paths in a table) go through ``printable`` before they reach a cell."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(printable(o, newlines=True) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+def _stdout_is_tty() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
 
 # Wide enough for the tables when stdout is a pipe or a file (rich would assume 80 columns).
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = _SafeConsole(soft_wrap=True, width=None if _stdout_is_tty() or os.environ.get("COLUMNS") else 160)
+err = _SafeConsole(stderr=True, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ choices
@@ -65,6 +80,9 @@ __all__ = [
 # ------------------------------------------------------------------------------------------ options
 
 
+# Seeds as numpy and torch take them; a negative or 30-digit seed is a usage error, not a traceback.
+SEED_BOUNDS: dict[str, Any] = {"min": 0, "max": 2**32 - 1}
+
 CALIB_OPT = typer.Option(
     "--calib",
     help="INT8 calibration images: a folder (jpg/png/webp/bmp, recursive), or 'random' (meaningless accuracy).",
@@ -89,6 +107,8 @@ PROVIDER_OPT = typer.Option(
 def _emit_json(obj: Any) -> None:
     from ..reports import dumps
 
+    if sys.stdout is None:  # started with stdout closed ('>&-')
+        raise ConfigError("standard output is closed: nowhere to write the JSON (redirect it to a file)")
     sys.stdout.write(dumps(obj))
     sys.stdout.flush()
 
@@ -142,7 +162,9 @@ def _parse_batch_sizes(text: str) -> list[int]:
         raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8") from None
     if not sizes or any(b <= 0 for b in sizes):
         raise ConfigError(f"--batch-sizes {text!r}: give comma-separated positive integers, e.g. 1,8")
-    return sizes
+    from ..metrics import check_batch_sizes
+
+    return check_batch_sizes(sizes, "--batch-sizes")
 
 
 def _render_build(report: Any) -> None:

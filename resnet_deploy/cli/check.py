@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import PROVIDER_OPT, _emit_json, _parse_batch_sizes, _stages, err, out
+from ..reports import printable
+from ._common import PROVIDER_OPT, SEED_BOUNDS, _emit_json, _parse_batch_sizes, _stages, err, out
 
 
 def check_cmd(
@@ -32,9 +33,9 @@ def check_cmd(
         ),
     ] = None,
     max_images: Annotated[
-        int, typer.Option("--max-images", help="At most this many images, spread over the folder.")
+        int, typer.Option("--max-images", min=1, help="At most this many images, spread over the folder.")
     ] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.", **SEED_BOUNDS)] = 0,
     weights: Annotated[
         str | None,
         typer.Option(
@@ -209,6 +210,11 @@ def eval_cmd(
     )
 
 
+def _safe(value: object) -> str:
+    """One table cell of text read from a file: control characters escaped, markup inert."""
+    return escape(printable(value))
+
+
 def info_cmd(
     artifact: Annotated[Path, typer.Argument(help="An ONNX file exported by resnet-deploy.", show_default=False)],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -220,19 +226,19 @@ def info_cmd(
     if json_out:
         _emit_json(desc)
         return
-    out.print(f"[bold]{escape(desc['path'])}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
+    out.print(f"[bold]{_safe(desc['path'])}[/]  ({desc['file_size_bytes'] / 1e6:.1f} MB)", highlight=False)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
     for io_ in desc["inputs"] + desc["outputs"]:
-        grid.add_row(escape(io_["name"]), escape(f"{io_['dtype']} {io_['shape']}"))
+        grid.add_row(_safe(io_["name"]), _safe(f"{io_['dtype']} {io_['shape']}"))
     grid.add_row("opset", str(desc["opset"]))
     grid.add_row("nodes", ", ".join(f"{op} {n}" for op, n in desc["nodes_by_op"].items()))
     rec = desc["parity_record"]
     if rec["ok"]:
-        grid.add_row("parity", escape(f"passed ({rec['step']} vs {rec['reference']}, {rec['created']})"))
+        grid.add_row("parity", _safe(f"passed ({rec['step']} vs {rec['reference']}, {rec['created']})"))
     else:
-        grid.add_row("parity", "[yellow]" + escape(str(rec["problem"])) + "[/]")
+        grid.add_row("parity", "[yellow]" + _safe(str(rec["problem"])) + "[/]")
     for key, value in desc["metadata"].items():
-        grid.add_row(escape(key), escape(value))
+        grid.add_row(_safe(key), _safe(value))
     out.print(grid)

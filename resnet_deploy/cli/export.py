@@ -19,6 +19,7 @@ from ._common import (
     CALIB_OPT,
     PERCENTILE_OPT,
     RECIPE_OPT,
+    SEED_BOUNDS,
     CalibMethodChoice,
     ConvertPrecision,
     ExporterChoice,
@@ -91,7 +92,7 @@ def export_cmd(
             "--output", "-o", help="Output file or existing folder (default: ./<model>.onnx).", show_default=False
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for random weights and the verification inputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for random weights and the verification inputs.", **SEED_BOUNDS)] = 0,
     rtol: Annotated[
         float,
         typer.Option(help="Parity tolerance: max |onnx - torch| must be <= RTOL x max |torch logit|."),
@@ -178,7 +179,7 @@ def convert_cmd(
     calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
     percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
     int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
-    seed: Annotated[int, typer.Option(help="Seed for the comparison inputs (and --calib random).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the comparison inputs (and --calib random).", **SEED_BOUNDS)] = 0,
     allow_mismatch: Annotated[
         bool, typer.Option("--allow-mismatch", help="Keep the file even if the comparison with fp32 fails.")
     ] = False,

@@ -13,7 +13,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from ..data import Preprocess
-from ..engine import load_engine
+from ..engine import check_host_code, load_engine
 from ..errors import ConfigError, EngineError
 from ..onnx_io import ArtifactMeta
 from ..sidecar import Sidecar, sidecar_path
@@ -23,12 +23,13 @@ from .base import Runner
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, plan: str | os.PathLike[str]) -> None:
+    def __init__(self, plan: str | os.PathLike[str], *, allow_host_code: bool | None = None) -> None:
         super().__init__()
         self.path = Path(plan)
         if not self.path.is_file():
             raise EngineError(f"engine not found: {self.path}")
         self.sidecar = Sidecar.from_file(sidecar_path(self.path))
+        self.allow_host_code = check_host_code(self.path, self.sidecar, allow_host_code)
         self.metadata = ArtifactMeta({**self.sidecar.metadata, "precision": self.sidecar.precision})
         self._pre = Preprocess.from_metadata(self.metadata)
         self._max = int(self.sidecar.profile["max"][0])
@@ -52,7 +53,7 @@ class TensorRTRunner(Runner):
     def activate(self) -> None:
         import torch
 
-        self._engine, _ = load_engine(self.path)
+        self._engine, _ = load_engine(self.path, allow_host_code=self.allow_host_code)
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise EngineError(f"TensorRT could not create an execution context for {self.path.name}")
@@ -133,6 +134,8 @@ class TensorRTRunner(Runner):
             "tensorrt": self.sidecar.tensorrt_version,
             "gpu": self.sidecar.gpu_name,
             "profile": self.sidecar.profile,
+            "version_compatible": self.sidecar.version_compatible,
+            "allow_host_code": self.allow_host_code,
             "model": self.metadata.model,
         }
 
