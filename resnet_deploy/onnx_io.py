@@ -21,6 +21,7 @@ from onnx import TensorProto
 
 from .choices import InputFormat as InputFormat
 from .errors import ConfigError, ExportError
+from .metadata_rules import check_graph, check_values
 from .safeio import EXTERNAL_DATA_MAX_BYTES, ONNX_MAX_BYTES, check_readable, open_checked, read_bytes_capped
 
 FLOAT_NCHW = InputFormat.float32_nchw.value
@@ -28,12 +29,17 @@ UINT8_NHWC = InputFormat.uint8_nhwc.value
 
 
 class ArtifactMeta(Mapping[str, str]):
-    """The ``metadata_props`` of a toolkit artifact, with typed accessors and one default each."""
+    """The ``metadata_props`` of a toolkit artifact, with typed accessors and one default each.
+
+    Never trusted: every value is checked when read (``metadata_rules.check_values``: finite, in
+    range, no larger than export could write), and ``from_model`` also refuses metadata that
+    disagrees with the graph's own shapes. Either raises a one-line ``ConfigError``."""
 
     __slots__ = ("_props",)
 
     def __init__(self, props: Mapping[str, str] | None = None) -> None:
         self._props: dict[str, str] = {str(k): str(v) for k, v in (props or {}).items()}
+        check_values(self._props)
 
     # -- Mapping of the raw strings (the on-disk format) ----------------------------------------
     def __getitem__(self, key: str) -> str:
@@ -57,7 +63,11 @@ class ArtifactMeta(Mapping[str, str]):
     # -- reading and writing ONNX ---------------------------------------------------------------
     @classmethod
     def from_model(cls, model: onnx.ModelProto) -> ArtifactMeta:
-        return cls({p.key: p.value for p in model.metadata_props})
+        """The metadata of ``model``, checked against its graph (the graph's shapes win: metadata
+        that disagrees with them is refused)."""
+        meta = cls({p.key: p.value for p in model.metadata_props})
+        check_graph(meta, model)
+        return meta
 
     def write_to(self, model: onnx.ModelProto) -> None:
         """Replace ``model``'s ``metadata_props`` with these (in this order)."""

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .data import Preprocess, from_array, load_image
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, EngineError
 from .models.labels import class_names
 from .runtime.base import Runner
 from .runtime.registry import Backend, open_backend
@@ -152,7 +152,7 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            probs = softmax(self.runner.infer_all(np.stack([pre.transform(im) for _, im in chunk])))
+            probs = softmax(self._checked(self.runner.infer_all(np.stack([pre.transform(im) for _, im in chunk]))))
             for (source, _), p in zip(chunk, probs, strict=True):
                 top = np.argsort(-p, kind="stable")[:k]
                 results.append(
@@ -164,6 +164,18 @@ class Predictor:
                     )
                 )
         return results
+
+    def _checked(self, logits: NDArray[Any]) -> NDArray[Any]:
+        """Logits that are one finite score per label, or a one-line error (never ``nan%``, an
+        ``IndexError`` or one model's labels on another's outputs)."""
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ConfigError(
+                f"the model outputs {list(logits.shape)} but there are {self.num_classes} labels: "
+                "labels and model disagree"
+            )
+        if not np.isfinite(logits).all():
+            raise EngineError("the model's outputs are not finite (NaN or infinity): no prediction can be made")
+        return logits
 
     def describe(self) -> dict[str, Any]:
         return {

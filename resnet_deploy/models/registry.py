@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ConfigError
+from ..metadata_rules import MAX_CLASSES as MAX_CLASSES
+from ..metadata_rules import MAX_PARAMS, MAX_WIDTH
 from . import resnet as _r
 from .cfg import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ModelCfg, WeightSource
 
@@ -63,7 +65,6 @@ _LAYERS: dict[str, tuple[int, ...]] = {
 }
 
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
-MAX_CLASSES = 100_000
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
 
@@ -173,8 +174,8 @@ def create_model(
         raise ConfigError(f"num_classes {num_classes} is too large (at most {MAX_CLASSES:,})")
     if weights is None or not isinstance(weights, (str, os.PathLike)):
         raise ConfigError(f"weights {weights!r}: use 'auto', 'random', 'imagenet[:v1|:v2]' or a path to a state_dict")
-    if widths is not None and (len(widths) != len(cfg.layers) or any(w <= 0 for w in widths)):
-        raise ConfigError(f"widths {widths} must be {len(cfg.layers)} positive integers for {name}")
+    if widths is not None:
+        _check_widths(name, tuple(widths), num_classes, variant, shortcut)
 
     # Seeded construction that leaves the caller's global RNG untouched.
     with torch.random.fork_rng(devices=[]):
@@ -196,6 +197,24 @@ def create_model(
     return net.eval()
 
 
+def _check_widths(name: str, widths: tuple[int, ...], num_classes: int, variant: str, shortcut: str) -> None:
+    """Stage widths the architecture takes, in range, and a model they make that is no larger than
+    ``MAX_PARAMS``: counted on the meta device (no memory) before anything real is built."""
+    cfg = _CFGS[name]
+    if len(widths) != len(cfg.layers) or any(
+        isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in widths
+    ):
+        raise ConfigError(f"widths {widths} must be {len(cfg.layers)} integers in 1..{MAX_WIDTH} for {name}")
+    params, _ = model_stats(
+        name, variant=variant, shortcut=shortcut, num_classes=num_classes, widths=widths, macs=False
+    )
+    if params > MAX_PARAMS:
+        raise ConfigError(
+            f"{name} with widths {','.join(map(str, widths))} would have {params:,} parameters, over the "
+            f"{MAX_PARAMS:,} a single-file ONNX export can hold: refusing to build it"
+        )
+
+
 def _with_classes(cfg: ModelCfg, num_classes: int) -> ModelCfg:
     from dataclasses import replace
 
@@ -210,8 +229,10 @@ def model_stats(
     num_classes: int | None = None,
     image_size: tuple[int, int] | None = None,
     widths: tuple[int, ...] | None = None,
+    macs: bool = True,
 ) -> tuple[int, int]:
-    """(parameters, MACs per image) of a zoo architecture, computed on the meta device (instant)."""
+    """(parameters, MACs per image) of a zoo architecture, computed on the meta device (instant;
+    MACs 0 unless ``macs``)."""
     from .profile import count_macs, count_params
 
     name = resolve_model_name(model)
@@ -224,4 +245,4 @@ def model_stats(
             widths=widths,
         )
     size = image_size or (cfg.input_size[1], cfg.input_size[2])
-    return count_params(net), count_macs(net, size)
+    return count_params(net), count_macs(net, size) if macs else 0

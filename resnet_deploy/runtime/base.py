@@ -78,7 +78,19 @@ class Runner(ABC):
         artifacts run in whole batches, the last one padded by repeating its final input. Safe to
         call from many threads: runners that are not thread-safe run one call at a time."""
         with contextlib.nullcontext() if self.thread_safe else self._lock:
-            return self._infer_all(x)
+            out = self._infer_all(x)
+        self._check_classes(out)
+        return out
+
+    def _check_classes(self, out: NDArray[Any]) -> None:
+        """The model's own output wins: logits that are not ``[n, num_classes]`` refuse the artifact
+        (labels or a served model's shape built from that metadata would be wrong)."""
+        n = self.metadata.num_classes
+        if n is not None and (out.ndim != 2 or out.shape[1] != n):
+            raise ConfigError(
+                f"the artifact's metadata says num_classes={n} but the model outputs shape {list(out.shape)}: "
+                "refusing the artifact"
+            )
 
     def _infer_all(self, x: NDArray[Any]) -> NDArray[Any]:
         size = self.fixed_batch or self.max_batch
