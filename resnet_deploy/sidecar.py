@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .errors import ConfigError, EngineError
 from .safeio import PLAN_MAX_BYTES, SIDECAR_MAX_BYTES, check_readable, read_bytes_capped, read_text_capped
 
 SIDECAR_SCHEMA = 1
+MAX_PROFILE_BATCH = 4096  # as the batch sizes a comparison or benchmark may ask for (metrics.MAX_BATCH_SIZE)
 HARDWARE_COMPAT = tuple(h.value for h in HardwareCompat)
 STRONGLY_TYPED_SINCE = (10, 12)
 
@@ -61,9 +62,10 @@ class Profile:
     input_shape: tuple[int, int, int]  # C, H, W
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch <= MAX_PROFILE_BATCH:
             raise ConfigError(
-                f"batch profile must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
+                f"batch profile must satisfy 1 <= min <= opt <= max <= {MAX_PROFILE_BATCH}, "
+                f"got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
             )
 
     def shapes(self) -> dict[str, list[int]]:
@@ -110,11 +112,54 @@ class Sidecar:
         text = read_text_capped(path, "engine sidecar", SIDECAR_MAX_BYTES, error=EngineError, missing=missing)
         try:
             data = json.loads(text)
-            if data.get("schema") != SIDECAR_SCHEMA:
-                raise ValueError(f"schema {data.get('schema')!r}, expected {SIDECAR_SCHEMA}")
+            _check_fields(data)
             return cls(**data)
         except (OSError, ValueError, TypeError) as e:
             raise EngineError(f"sidecar {path} is unreadable ({e}): rebuild the engine") from None
+
+
+def _check_fields(data: Any) -> None:
+    """A sidecar's JSON has every field, of its type, and a usable profile (the sidecar is read
+    before the plan, so a malformed one must be refused here, not fail later with a KeyError)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, expected an object")
+    if data.get("schema") != SIDECAR_SCHEMA:
+        raise ValueError(f"schema {data.get('schema')!r}, expected {SIDECAR_SCHEMA}")
+    kinds = {f.name: f.type for f in fields(Sidecar)}
+    unknown = sorted(set(data) - set(kinds))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}")
+    python_types: dict[str, tuple[type, ...]] = {"str": (str,), "bool": (bool,), "int": (int,), "float": (int, float)}
+    for name, kind in kinds.items():
+        if name not in data:
+            if name in ("toolkit_version", "metadata"):
+                continue
+            raise ValueError(f"no {name!r}")
+        value, expected = data[name], python_types.get(str(kind))
+        if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
+            raise ValueError(f"{name!r} is {value!r}, expected a {kind}")
+    if data["plan_size_bytes"] < 0:
+        raise ValueError("'plan_size_bytes' is negative")
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ValueError("'metadata' must map strings to strings")
+    _check_profile(data["profile"])
+
+
+def _check_profile(profile: Any) -> None:
+    shapes = [profile.get(k) if isinstance(profile, dict) else None for k in ("min", "opt", "max")]
+    for shape in shapes:
+        if not (isinstance(shape, list) and len(shape) == 4 and all(type(d) is int and d > 0 for d in shape)):
+            raise ValueError(f"'profile' needs min, opt and max shapes of 4 positive integers, got {profile!r}")
+    lo, opt, hi = (shape[0] for shape in shapes)  # type: ignore[index]
+    if not 1 <= lo <= opt <= hi <= MAX_PROFILE_BATCH:
+        raise ValueError(
+            f"'profile' batches must satisfy 1 <= min <= opt <= max <= {MAX_PROFILE_BATCH}, got {lo}/{opt}/{hi}"
+        )
+    if len({tuple(shape[1:]) for shape in shapes}) != 1 or any(d > 16384 for d in shapes[2][1:]):  # type: ignore[index]
+        raise ValueError(f"'profile' image shape must be one C,H,W of at most 16384, got {profile!r}")
 
 
 @dataclass(frozen=True)

@@ -340,3 +340,32 @@ def test_host_code_is_an_explicit_opt_in(tmp_path: Path) -> None:
     code, _, err = run("bench", str(plan), "--iters", "1")
     assert_one_line_error(code, err, "--allow-host-code")
     shutil.rmtree(tmp_path / "plain")
+
+
+# ------------------------------------------------------------------------------ D15: malformed sidecars
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: [], "a JSON list"),
+        (lambda d: {**d, "profile": "x"}, "'profile'"),
+        (lambda d: {**d, "profile": {}}, "'profile'"),
+        (lambda d: {**d, "profile": {**d["profile"], "max": [10**12, 3, 224, 224]}}, "<= 4096"),
+        (lambda d: {**d, "tensorrt_version": 10}, "'tensorrt_version'"),
+        (lambda d: {**d, "metadata": []}, "'metadata'"),
+        (lambda d: {k: v for k, v in d.items() if k != "plan_sha256"}, "'plan_sha256'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["bench", "ship"])
+def test_malformed_sidecars_are_one_line_errors(tmp_path: Path, change: object, needle: str, command: str) -> None:
+    from resnet_deploy.engine import sidecar_path
+    from tests.test_engine import write_plan
+
+    plan = write_plan(tmp_path)
+    data = json.loads(sidecar_path(plan).read_text())
+    sidecar_path(plan).write_text(json.dumps(change(data)))  # type: ignore[operator]
+    extra = ["--iters", "1"] if command == "bench" else ["--repo", str(tmp_path / "repo")]
+    code, _, err = run(command, str(plan), *extra)
+    assert_one_line_error(code, err, "sidecar", needle)
+    assert "unexpected" not in err
