@@ -15,6 +15,13 @@ Traps handled here (all seen with PyTriton 0.7.0, see the README):
   owns it PyTriton loads (and on exit unloads) its model *there*. Ports are checked first.
 - SIGTERM would kill Python without stopping Triton (its workspace stays behind): SIGINT and
   SIGTERM both take the clean path, and tritonserver is stopped before ``serve`` returns.
+- One HTTP request can kill tritonserver: a KServe v2 JSON input whose ``shape`` claims billions
+  of elements makes the HTTP frontend of the bundled Triton (before 2.59) throw ``std::bad_alloc``
+  or ``std::length_error`` and abort; there is no size limit to set in that build. ``wait``
+  supervises tritonserver: when it dies from under us, the cause is read from its output and log
+  and Triton is started again on the same ports (a few seconds), a bounded number of times.
+- An exception in the inference function would reach the client as a Python traceback with this
+  machine's file paths: the client gets one line (the exception's type and message), the log the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +50,10 @@ from .errors import ServeError as ServeError
 from .runtime.base import Runner
 from .system import dist_version
 from .triton import check_instances, check_model_name, check_queue_delay, parse_batch_list, triton_max_batch
+
+log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def fix_libpython_path(env: dict[str, str] | None = None) -> str | None:
@@ -104,6 +116,8 @@ class ServeOptions:
     threads: int | None = None  # per instance; default: the cores divided among the instances
     log_file: str | None = None  # tritonserver's log (default: a temp file, removed after a clean stop)
     log_verbose: int = 0
+    max_restarts: int = 5  # restarts of a tritonserver that died, within restart_window_s; 0: none
+    restart_window_s: float = 60.0
 
 
 @dataclass
@@ -124,6 +138,7 @@ class ServerInfo:
     libpython: str | None
     pytriton_version: str
     startup_seconds: float = 0.0
+    restarts: int = 0  # times tritonserver died and was started again
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -131,7 +146,8 @@ class ServerInfo:
 
 class TritonServer:
     """A running Triton server for one artifact. ``start`` returns once the model is ready;
-    ``wait`` blocks until SIGINT/SIGTERM (or Triton dies); ``stop`` is idempotent."""
+    ``wait`` blocks until SIGINT/SIGTERM, starting Triton again when it dies from under us (at
+    most ``max_restarts`` times within ``restart_window_s``); ``stop`` is idempotent."""
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = o = options
@@ -144,7 +160,13 @@ class TritonServer:
         check_queue_delay(o.max_queue_delay_us)
         if o.threads is not None and o.threads <= 0:
             raise ConfigError(f"--threads {o.threads}: must be a positive integer")
+        if o.max_restarts < 0 or o.restart_window_s <= 0:
+            raise ConfigError("max_restarts must be >= 0 and restart_window_s > 0")
         self._triton: Any = None
+        self._bind: dict[str, Any] = {}  # Triton.bind's arguments, for a restart
+        self._log_file: Path | None = None
+        self._log_offset = 0  # where this tritonserver's part of the log begins
+        self._restart_times: list[float] = []
         self._runners: list[Runner] = []
         self._tmp: str | None = None
         self._stopped = False
@@ -173,10 +195,13 @@ class TritonServer:
     def _infer_func(self, runner: Runner, out_name: str, out_dtype: np.dtype[Any]) -> Callable[..., Any]:
         from pytriton.decorators import batch
 
+        def run(x: NDArray[Any]) -> dict[str, NDArray[Any]]:
+            return {out_name: np.ascontiguousarray(runner.infer_all(x), dtype=out_dtype)}
+
         @batch  # type: ignore[untyped-decorator]
         def infer(**inputs: NDArray[Any]) -> dict[str, NDArray[Any]]:
             (x,) = inputs.values()
-            return {out_name: np.ascontiguousarray(runner.infer_all(x), dtype=out_dtype)}
+            return client_safe(run)(x)
 
         wrapped: Callable[..., Any] = infer
         return wrapped
@@ -187,16 +212,10 @@ class TritonServer:
         o = self.options
         _require_pytriton()
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         from .models.labels import class_names
 
-        busy = busy_ports(o.address, [o.http_port, o.grpc_port, o.metrics_port])
-        if busy:
-            raise ConfigError(
-                f"port {', '.join(map(str, busy))} on {o.address} is in use (another server?): choose free "
-                "--http-port/--grpc-port/--metrics-port"
-            )
+        self._check_ports()
         t0 = time.perf_counter()
         try:
             runners = self._open_runners()
@@ -218,30 +237,10 @@ class TritonServer:
 
             fix = fix_libpython_path()  # before Triton copies the environment for tritonserver
             logging.getLogger("pytriton").setLevel(logging.WARNING)
-            log_file = o.log_file
-            if log_file is None:
+            if o.log_file is None:
                 self._tmp = tempfile.mkdtemp(prefix="resnet-deploy-triton-")
-                log_file = os.path.join(self._tmp, "tritonserver.log")
-            config = TritonConfig(
-                http_address=o.address,
-                http_port=o.http_port,
-                grpc_address=o.address,
-                grpc_port=o.grpc_port,
-                metrics_address=o.address,
-                metrics_port=o.metrics_port,
-                allow_gpu_metrics=False,
-                log_verbose=o.log_verbose,
-                log_file=Path(log_file),
-                exit_on_error=True,
-                strict_readiness=True,
-            )
-            # Keep PyTriton's token on the endpoints that change the server (model load/unload,
-            # shared memory, tracing, logging); statistics stay readable for monitoring.
-            security = TritonSecurityConfig(
-                restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"]
-            )
-            self._triton = Triton(config=config, security_config=security)
-            self._triton.bind(
+            self._log_file = Path(o.log_file or os.path.join(str(self._tmp), "tritonserver.log"))
+            self._bind = dict(
                 model_name=name,
                 infer_func=[self._infer_func(r, out_name, out_dtype) for r in runners],
                 inputs=[Tensor(name=in_name, dtype=in_dtype.type, shape=in_shape)],
@@ -254,8 +253,7 @@ class TritonServer:
                 ),
                 strict=True,
             )
-            with self._startup_watchdog(Path(log_file)):
-                self._triton.run()
+            self._launch()
         except BaseException:
             self.stop()
             raise
@@ -273,15 +271,57 @@ class TritonServer:
             http=f"http://{host}:{o.http_port}",
             grpc=f"{host}:{o.grpc_port}",
             metrics=f"http://{host}:{o.metrics_port}/metrics",
-            log_file=str(log_file),
+            log_file=str(self._log_file),
             libpython=fix,
             pytriton_version=dist_version("nvidia-pytriton") or "unknown",
             startup_seconds=round(time.perf_counter() - t0, 2),
         )
         return self.info
 
+    def _check_ports(self) -> None:
+        o = self.options
+        busy = busy_ports(o.address, [o.http_port, o.grpc_port, o.metrics_port])
+        if busy:
+            raise ConfigError(
+                f"port {', '.join(map(str, busy))} on {o.address} is in use (another server?): choose free "
+                "--http-port/--grpc-port/--metrics-port"
+            )
+
+    def _launch(self) -> None:
+        """Start tritonserver with the model bound (at start, and again after it died)."""
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        o = self.options
+        assert self._log_file is not None
+        self._log_offset = self._log_file.stat().st_size if self._log_file.is_file() else 0
+        config = TritonConfig(
+            http_address=o.address,
+            http_port=o.http_port,
+            grpc_address=o.address,
+            grpc_port=o.grpc_port,
+            metrics_address=o.address,
+            metrics_port=o.metrics_port,
+            allow_gpu_metrics=False,
+            log_verbose=o.log_verbose,
+            log_file=self._log_file,
+            exit_on_error=True,
+            strict_readiness=True,
+        )
+        # Keep PyTriton's token on the endpoints that change the server (model load/unload,
+        # shared memory, tracing, logging); statistics stay readable for monitoring.
+        security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+        self._triton = Triton(config=config, security_config=security)
+        try:
+            self._triton.bind(**self._bind)
+            with self._startup_watchdog():
+                self._triton.run()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._triton.stop()
+            raise
+
     @contextlib.contextmanager
-    def _startup_watchdog(self, log_file: Path) -> Iterator[None]:
+    def _startup_watchdog(self) -> Iterator[None]:
         """PyTriton polls a dead server for 120 s: interrupt ``run`` as soon as tritonserver exits.
         The interrupt is a SIGINT to ourselves, so SIGINT must not be ignored meanwhile (it is, for
         a command started with '&' from a script); and gevent, which tritonclient's HTTP client
@@ -312,10 +352,10 @@ class TritonServer:
             yield
         except KeyboardInterrupt:
             if died:
-                raise ServeError(f"tritonserver exited while starting: {_last_error(log_file)}") from None
+                raise ServeError(f"tritonserver exited while starting: {self.death_cause()}") from None
             raise
         except Exception as e:  # PyTriton's own errors: model load failures, timeouts
-            raise ServeError(f"Triton did not start: {_one_line(str(e))} ({_last_error(log_file)})") from None
+            raise ServeError(f"Triton did not start: {_one_line(str(e))} ({self.death_cause()})") from None
         finally:
             done.set()
             thread.join(timeout=1)
@@ -323,7 +363,8 @@ class TritonServer:
                 signal.signal(signal.SIGINT, old_handler)
 
     def wait(self) -> str:
-        """Block until SIGINT/SIGTERM (returns the signal's name) or until Triton dies (ServeError)."""
+        """Block until SIGINT/SIGTERM (returns the signal's name). When tritonserver dies from
+        under us it is started again (see ``_restart``); a ServeError once that is given up."""
         if self._triton is None:
             raise RuntimeError("start() the server first")
         received: list[str] = []
@@ -336,19 +377,72 @@ class TritonServer:
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            try:
-                self._triton.serve(monitoring_period_s=1.0)  # returns on KeyboardInterrupt, after stopping
-            except KeyboardInterrupt:
-                pass
-            self.stop()
+            while not received:
+                while self._triton.is_alive():  # tritonserver and the model's proxy backends
+                    time.sleep(0.2)
+                self._restart()
+        except KeyboardInterrupt:
+            if not received:  # a SIGINT while Triton was starting again
+                received.append(signal.SIGINT.name)
         finally:
+            self.stop()
             for s, h in old.items():
                 signal.signal(s, h)
-        if not received:
-            raise ServeError(
-                f"Triton stopped on its own: {_last_error(Path(self.info.log_file) if self.info else None)}"
-            )
         return received[0]
+
+    def _restart(self) -> None:
+        """Triton died (a crash, a kill, a dead model backend): quote the cause from its output,
+        clean up what PyTriton left, and start it again on the same ports, unless it already died
+        ``max_restarts`` times within ``restart_window_s`` (a ServeError)."""
+        o = self.options
+        died_at = time.monotonic()
+        cause = self.death_cause()
+        old = self._triton
+        with contextlib.suppress(Exception):
+            old.stop()  # idempotent; stops a tritonserver that is still up when only a backend died
+        workspace = getattr(getattr(old, "_workspace", None), "path", None)
+        while workspace is not None and Path(workspace).exists() and time.monotonic() - died_at < 10:
+            time.sleep(0.05)  # PyTriton cleans up in its exit callback's thread
+        self._restart_times = [t for t in self._restart_times if died_at - t < o.restart_window_s]
+        if len(self._restart_times) >= o.max_restarts:
+            gave_up = (
+                f"; not restarted: it died {o.max_restarts + 1} times within {o.restart_window_s:g} s"
+                if o.max_restarts
+                else ""
+            )
+            raise ServeError(f"tritonserver died: {cause}{gave_up}")
+        try:
+            self._check_ports()
+            self._launch()
+        except ConfigError as e:
+            raise ServeError(f"tritonserver died: {cause}; cannot restart it: {e}") from None
+        except ServeError as e:
+            raise ServeError(f"tritonserver died: {cause}; restarting failed: {e}") from None
+        self._restart_times.append(died_at)
+        seconds = time.monotonic() - died_at
+        if self.info is not None:
+            self.info.restarts += 1
+        count = self.info.restarts if self.info is not None else len(self._restart_times)
+        log.warning("tritonserver died: %s; restarted in %.1f s (restart %d)", cause, seconds, count)
+
+    def death_cause(self) -> str:
+        """Why the current tritonserver stopped, in one line: its exit status and the line of its
+        console output or log that explains it. Read before anything is cleaned up."""
+        server: Any = getattr(self._triton, "_triton_server", None)
+        console = ""
+        code: int | None = None
+        with contextlib.suppress(Exception):
+            console = str(server.logs())
+        with contextlib.suppress(Exception):
+            running = server._tritonserver_running_cmd
+            if running is not None and not running.is_alive():
+                code = int(running.process.exit_code)
+        text = ""
+        if self._log_file is not None and self._log_file.is_file():
+            with contextlib.suppress(OSError), self._log_file.open("rb") as f:
+                f.seek(self._log_offset if self._log_offset <= self._log_file.stat().st_size else 0)
+                text = f.read().decode("utf-8", errors="replace")
+        return explain_death(text + "\n" + console, code)
 
     def stop(self) -> None:
         if self._stopped:
@@ -373,17 +467,95 @@ class TritonServer:
         self.stop()
 
 
+# --------------------------------------------------------------------- what the client is told
+
+
+class InferenceFailed(Exception):
+    """What a client is told when inference fails: one line, the original exception's type and
+    message, with no traceback and no file paths (the server's log keeps the detail)."""
+
+    __module__ = "builtins"  # "InferenceFailed: ...", not this package's module path
+
+    @property
+    def __traceback__(self) -> None:  # PyTriton formats the client's message from this
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _tb: object) -> None:
+        pass
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.@+-]+){2,}(?::\d+)?")
+
+
+def client_message(error: BaseException) -> str:
+    """``Type: first line of the message``, with file paths replaced by ``<path>``, at most 500
+    characters: what a client may see of an error raised on the server."""
+    text = " ".join(_PATH.sub("<path>", str(error).strip().splitlines()[0] if str(error).strip() else "").split())
+    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
+
+
+def client_safe(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` whose exceptions reach the client as one ``InferenceFailed`` line; the full
+    traceback goes to this module's log."""
+
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            log.warning("inference failed: %s", client_message(e), exc_info=True)
+            raise InferenceFailed(client_message(e)) from None
+
+    return call
+
+
+# ------------------------------------------------------------------------ why tritonserver died
+
+
 def _one_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return (lines[0] if lines else "no message")[:300]
 
 
-def _last_error(log_file: Path | None) -> str:
-    """The last error line of tritonserver's log, for a one-line message."""
-    if log_file is None or not log_file.is_file():
-        return "no tritonserver log"
-    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    benign = ("CudaDriverHelper has not been initialized", "Unable to allocate pinned system memory")
-    lines = [line for line in lines if not any(b in line for b in benign)]
-    errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
-    return _one_line((errors or lines or ["empty tritonserver log"])[-1])
+_BENIGN = (
+    "CudaDriverHelper has not been initialized",
+    "Unable to allocate pinned system memory",
+    "Failed to set config modification time",  # Triton 2.51 on every model loaded by PyTriton
+)
+_TRITON_ERROR = re.compile(r"^E\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\]\s*(.*)$")
+_SIGNAL_LINE = re.compile(r"^Signal \((\d+)\) received")
+
+
+def explain_death(output: str, exit_code: int | None) -> str:
+    """One line saying why tritonserver stopped, from its console output and log (``output``)
+    and its exit code (negative: the signal that killed it): an uncaught C++ exception (the
+    ``terminate called...`` and ``what():`` lines), a fatal signal it reported, or its last ``E``
+    (error) line (none for SIGKILL, which leaves no trace); not the last line that mentions "error"."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [line for line in lines if not any(b in line for b in _BENIGN)]
+    cause = ""
+    for i, line in enumerate(lines):
+        if line.startswith("terminate called"):
+            what = next((w for w in lines[i + 1 : i + 3] if w.startswith("what():")), "")
+            cause = " ".join(f"{line} ({what})".split()) if what else line
+    if not cause and exit_code != -signal.SIGKILL:  # a SIGKILLed process logs nothing: older lines explain nothing
+        errors = [m.group(1) or m.group(0) for m in map(_TRITON_ERROR.match, lines) if m]
+        cause = errors[-1] if errors else ""
+    status = ""
+    if exit_code is not None and exit_code < 0:
+        status = f"killed by {_signal_name(-exit_code)}"
+    elif exit_code:
+        status = f"exit status {exit_code}"
+    reported = [int(m.group(1)) for m in map(_SIGNAL_LINE.match, lines) if m]
+    if reported and not status:
+        status = f"{_signal_name(reported[-1])} received"
+    if not cause and not status:
+        return "no cause in tritonserver's output or log" if lines else "no tritonserver output or log"
+    return _one_line(f"{status}: {cause}" if status and cause else status or cause)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
