@@ -42,7 +42,7 @@ MAX_WIDTH = 8192
 STAGE_COUNTS = (3, 4)  # CIFAR and ImageNet ResNets
 # A single-file ONNX export (protobuf's 2 GiB, no external data) holds at most 2**29 fp32 weights.
 MAX_PARAMS = 1 << 29
-MAX_SEED = (1 << 63) - 1
+SEED_RANGE = (-(1 << 63), (1 << 64) - 1)  # what torch.manual_seed takes (create_model's seed)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 INPUT_FORMATS = tuple(f.value for f in InputFormat)
 
@@ -59,11 +59,12 @@ def refuse(key: str, value: str, why: str) -> ConfigError:
 
 def _int(key: str, value: str, low: int, high: int) -> int:
     text = value.strip()
-    if not text.isdecimal() or len(text) > 20:
-        raise refuse(key, value, f"not an integer in {low}..{high:,}")
+    digits = text[1:] if low < 0 and text.startswith("-") else text
+    if not digits.isdecimal() or len(digits) > 20:
+        raise refuse(key, value, f"not an integer in {low:,}..{high:,}")
     n = int(text)
     if not low <= n <= high:
-        raise refuse(key, value, f"outside {low}..{high:,}")
+        raise refuse(key, value, f"outside {low:,}..{high:,}")
     return n
 
 
@@ -118,7 +119,7 @@ CHECKS: dict[str, Callable[[str, str], object]] = {
     "num_classes": lambda k, v: _int(k, v, 1, MAX_CLASSES),
     "widths": lambda _k, v: widths(v),
     "batch": _batch,
-    "weights_seed": lambda k, v: _int(k, v, 0, MAX_SEED),
+    "weights_seed": lambda k, v: _int(k, v, *SEED_RANGE),
     "interpolation": _one_of(INTERPOLATIONS),
     "input_format": _one_of(INPUT_FORMATS),
 }

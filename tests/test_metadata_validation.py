@@ -279,7 +279,8 @@ def test_input_format_must_be_the_graphs(good: dict[str, Path], images: Path, ro
         {"num_classes": "1e3"},
         {"batch": "0"},
         {"batch": "many"},
-        {"weights_seed": "-1"},
+        {"weights_seed": "99999999999999999999"},
+        {"weights_seed": "0x10"},
         {"interpolation": "lanczos"},
         {"input_format": "rgb"},
         {"std": "0\nerror: forged line,0,0"},
@@ -299,6 +300,7 @@ def test_artifact_meta_accepts_what_export_writes(good: dict[str, Path]) -> None
     assert ArtifactMeta(wide).num_classes == 100000
     assert ArtifactMeta({"mean": "0,0,0", "std": "1,1,1"})["std"] == "1,1,1"
     assert ArtifactMeta() == {}
+    assert ArtifactMeta({"weights_seed": "-5"})["weights_seed"] == "-5"  # create_model takes torch's seed range
 
 
 # -- the predictor's own guard: whatever the runner returns ------------------------------------
