@@ -7,11 +7,14 @@ is ``ship``, ``predict`` is ``Predictor``). Heavy runtimes (onnxruntime, tensorr
 lazily where they are used, never here.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Light modules are imported at once; the rest on first use (PEP 562), so the command line and
+# 'import resnet_deploy.errors' start without torch and ONNX (a Ctrl-C during start-up lands in our
+# handler, not in an import).
 from ._version import __version__
-from .bench import bench_targets, benchmark
-from .check import check, compare
 from .choices import Backend, InputFormat, OutputFormat, Precision
-from .engine import build_engine, load_engine
 from .errors import (
     ConfigError,
     DataError,
@@ -25,16 +28,67 @@ from .errors import (
     ShipRefused,
     WeightsError,
 )
-from .evaluation import evaluate
-from .export import ExportReport, export_onnx
-from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
-from .onnx_io import ArtifactMeta, read_metadata
-from .pipeline import ChainReport, EngineOptions, PrecisionOptions, export_chain
-from .pixels import add_pixel_input
-from .precision import convert, quantize_int8, to_fp16
-from .predictor import Prediction, Predictor
-from .runtime import open_backend, open_runner
-from .ship import ship
+
+_LAZY: dict[str, str] = {
+    "bench_targets": ".bench",
+    "benchmark": ".bench",
+    "check": ".check",
+    "compare": ".check",
+    "build_engine": ".engine",
+    "load_engine": ".engine",
+    "evaluate": ".evaluation",
+    "ExportReport": ".export",
+    "export_onnx": ".export",
+    "ModelCfg": ".models",
+    "create_model": ".models",
+    "get_model_cfg": ".models",
+    "list_models": ".models",
+    "model_stats": ".models",
+    "ArtifactMeta": ".onnx_io",
+    "read_metadata": ".onnx_io",
+    "ChainReport": ".pipeline",
+    "EngineOptions": ".pipeline",
+    "PrecisionOptions": ".pipeline",
+    "export_chain": ".pipeline",
+    "add_pixel_input": ".pixels",
+    "convert": ".precision",
+    "quantize_int8": ".precision",
+    "to_fp16": ".precision",
+    "Prediction": ".predictor",
+    "Predictor": ".predictor",
+    "open_backend": ".runtime",
+    "open_runner": ".runtime",
+    "ship": ".ship",
+}
+
+if TYPE_CHECKING:
+    from .bench import bench_targets, benchmark
+    from .check import check, compare
+    from .engine import build_engine, load_engine
+    from .evaluation import evaluate
+    from .export import ExportReport, export_onnx
+    from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
+    from .onnx_io import ArtifactMeta, read_metadata
+    from .pipeline import ChainReport, EngineOptions, PrecisionOptions, export_chain
+    from .pixels import add_pixel_input
+    from .precision import convert, quantize_int8, to_fp16
+    from .predictor import Prediction, Predictor
+    from .runtime import open_backend, open_runner
+    from .ship import ship
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'resnet_deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ArtifactMeta",
