@@ -70,7 +70,10 @@ class Preprocess:
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str]) -> Preprocess:
-        """From the ``metadata_props`` that ``export_onnx`` writes."""
+        """From the ``metadata_props`` that ``export_onnx`` writes (checked: finite, positive, bounded)."""
+        from .metadata_rules import check_values
+
+        check_values(meta)
         try:
             h, w = (int(v) for v in meta["image_size"].split("x"))
             mean = tuple(float(v) for v in meta["mean"].split(","))
@@ -135,6 +138,11 @@ class Preprocess:
         (truncated, as torchvision does). Returns (width, height)."""
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        if new_short * new_long > IMAGE_MAX_PIXELS:  # a 1:1000 strip would resize to gigabytes
+            raise DataError(
+                f"a {width}x{height} image resizes to {new_short}x{new_long} (shorter side {self.resize_size}): "
+                f"over the {IMAGE_MAX_PIXELS:,} pixel limit; crop it first"
+            )
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
     def transform(self, image: PILImage.Image) -> NDArray[Any]:

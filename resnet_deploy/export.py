@@ -26,6 +26,7 @@ from ._version import __version__
 from .data import Preprocess
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .fold import fold_batchnorm
+from .metadata_rules import MAX_FIXED_BATCH, MAX_IMAGE_SIDE
 from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
 from .models.cfg import ModelCfg
 from .models.profile import count_macs, count_params
@@ -150,8 +151,8 @@ def check_image_size(size: tuple[int, int], net: ResNet) -> None:
             f"image size {h}x{w} is too small for {name}: its strides reduce the input {net.total_stride}x, "
             f"so each side must be at least {net.total_stride}"
         )
-    if max(h, w) > 4096:
-        raise ConfigError(f"image size {h}x{w} is too large (each side at most 4096)")
+    if max(h, w) > MAX_IMAGE_SIDE:
+        raise ConfigError(f"image size {h}x{w} is too large (each side at most {MAX_IMAGE_SIDE})")
 
 
 def parse_batch(value: int | str | None) -> int | None:
@@ -169,9 +170,6 @@ def parse_batch(value: int | str | None) -> int | None:
             f"batch {n}: a fixed batch size must be at most {MAX_FIXED_BATCH} (use 'dynamic' for any size)"
         )
     return n
-
-
-MAX_FIXED_BATCH = 4096
 
 
 def _parse_int(value: object, what: str) -> int:

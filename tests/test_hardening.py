@@ -369,3 +369,24 @@ def test_malformed_sidecars_are_one_line_errors(tmp_path: Path, change: object, 
     code, _, err = run(command, str(plan), *extra)
     assert_one_line_error(code, err, "sidecar", needle)
     assert "unexpected" not in err
+
+
+def test_a_thin_strip_image_is_refused_before_resizing(r20: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (1, 40000)).save(strip)  # 40 kpx on disk, 32 x 1.28 M = 41 Mpx resized: fine
+    Image.new("RGB", (1, 60000)).save(tmp_path / "long.png")  # resized to 32 x 1.92 M: fine too
+    Image.new("RGB", (1, 3_000_000)).save(tmp_path / "huge.png")  # resized to 32 x 96 M: over the limit
+    code, out, err = run("predict", str(r20), str(strip), "--json")
+    assert code == 0, err
+    code, _, err = run("predict", str(r20), str(tmp_path / "huge.png"))
+    assert_one_line_error(code, err, "resizes to", "pixel limit")
+
+
+def test_labels_without_a_class_count(r20: Path) -> None:
+    from resnet_deploy.models.labels import class_names
+
+    with pytest.raises(ConfigError, match="no num_classes"):
+        class_names({})
+    assert class_names({"num_classes": "10", "labels": "cifar10"})[0] == "airplane"

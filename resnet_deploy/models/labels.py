@@ -16,6 +16,8 @@ def class_names(meta: Mapping[str, str], labels: str | os.PathLike[str] | Sequen
     """Class names in index order: from ``labels`` (a file, one name per line, or a list), else
     ImageNet's 1,000 or CIFAR-10's 10 names (package data) when the artifact says so, else indices."""
     n = ArtifactMeta(meta).num_classes or 0
+    if not n and labels is None:
+        raise ConfigError("the artifact's metadata has no num_classes: pass --labels FILE")
     if labels is not None:
         if isinstance(labels, (str, os.PathLike)):
             path = Path(labels)

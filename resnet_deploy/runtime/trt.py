@@ -70,8 +70,21 @@ class TensorRTRunner(Runner):
                 self._outputs.append(name)
         if len(self._inputs) != 1 or len(self._outputs) != 1:
             raise EngineError(f"expected one input and one output, got {self._inputs} and {self._outputs}")
+        self._check_shapes()
         self._in_dtype = _torch_dtype(self._engine.get_tensor_dtype(self._inputs[0]))
         self._out_dtype = _torch_dtype(self._engine.get_tensor_dtype(self._outputs[0]))
+
+    def _check_shapes(self) -> None:
+        """The engine's own image shape and class count must be what its sidecar's metadata says
+        (the sidecar drives preprocessing and labels): refused at load, not at the first batch."""
+        image = [int(d) for d in self._engine.get_tensor_shape(self._inputs[0])][1:]
+        classes = int(self._engine.get_tensor_shape(self._outputs[0])[-1])
+        expected = [int(d) for d in self._pre.input_shape(1)[1:]]
+        if image != expected:
+            raise EngineError(f"{self.path.name}: the engine takes {image} images, its sidecar says {expected}")
+        n = self.metadata.num_classes
+        if n and classes not in (-1, n):
+            raise EngineError(f"{self.path.name}: the engine outputs {classes} classes, its sidecar says {n}")
 
     def deactivate(self) -> None:
         self._context = None
