@@ -314,6 +314,13 @@ def test_closed_stdout() -> None:
     assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
     as_json = closed("models", "--json")
     assert_one_line_error(as_json.returncode, as_json.stderr, "standard output is closed", exit_code=2)
+    for args in (["models"], ["models", "--json"]):  # a reader that went away ('| head'): quiet
+        read, write = os.pipe()
+        proc = subprocess.Popen([*CMD, *args], stdout=write, stderr=subprocess.PIPE, text=True)
+        os.close(write)
+        os.close(read)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and err.strip() == "", err
 
 
 # ------------------------------------------------------------------------------ host code
