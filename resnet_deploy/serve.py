@@ -21,7 +21,12 @@ Traps handled here (all seen with PyTriton 0.7.0, see the README):
   supervises tritonserver: when it dies from under us, the cause is read from its output and log
   and Triton is started again on the same ports (a few seconds), a bounded number of times.
 - An exception in the inference function would reach the client as a Python traceback with this
-  machine's file paths: the client gets one line (the exception's type and message), the log the rest.
+  machine's file paths: the client gets one line (the exception's type and message), the log the rest;
+  PyTriton's own stub, which would add its traceback, is sent to Triton with that answer rewritten
+  (``serve_supervisor.quiet_stub_errors``).
+- PyTriton's workspace (its copy of tritonserver, its sockets) would go to ``~/.cache/pytriton`` and
+  stay there after a SIGKILL: it is put in a temp folder of ours (``.resnet-deploy-serve.<pid>.*.tmp``),
+  and the next ``serve`` removes such folders whose process is gone.
 """
 
 from __future__ import annotations
@@ -47,12 +52,16 @@ from numpy.typing import NDArray
 
 from .errors import ConfigError, MissingDependencyError
 from .errors import ServeError as ServeError
+from .reports import sweep_stale_temps, temp_prefix
 from .runtime.base import Runner
+from .serve_supervisor import SOCKET_PATH_MAX, _one_line, quiet_stub_errors, remove_shared_memory_of, socket_room
+from .serve_supervisor import explain_death as explain_death
 from .system import dist_version
 from .triton import check_instances, check_model_name, check_queue_delay, parse_batch_list, triton_max_batch
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
+TEMP_LABEL = "resnet-deploy-serve"  # our temp folder: .resnet-deploy-serve.<pid>.<random>.tmp
 _R = TypeVar("_R")
 
 
@@ -160,13 +169,13 @@ class TritonServer:
         check_queue_delay(o.max_queue_delay_us)
         if o.threads is not None and o.threads <= 0:
             raise ConfigError(f"--threads {o.threads}: must be a positive integer")
-        if o.max_restarts < 0 or o.restart_window_s <= 0:
-            raise ConfigError("max_restarts must be >= 0 and restart_window_s > 0")
+        check_restart_bound(o.max_restarts, o.restart_window_s)
         self._triton: Any = None
         self._bind: dict[str, Any] = {}  # Triton.bind's arguments, for a restart
         self._log_file: Path | None = None
         self._log_offset = 0  # where this tritonserver's part of the log begins
         self._restart_times: list[float] = []
+        self._launches = 0  # tritonserver launches so far (each gets its own PyTriton workspace)
         self._runners: list[Runner] = []
         self._tmp: str | None = None
         self._stopped = False
@@ -237,8 +246,7 @@ class TritonServer:
 
             fix = fix_libpython_path()  # before Triton copies the environment for tritonserver
             logging.getLogger("pytriton").setLevel(logging.WARNING)
-            if o.log_file is None:
-                self._tmp = tempfile.mkdtemp(prefix="resnet-deploy-triton-")
+            self._make_temp_folder(name)
             self._log_file = Path(o.log_file or os.path.join(str(self._tmp), "tritonserver.log"))
             self._bind = dict(
                 model_name=name,
@@ -287,12 +295,28 @@ class TritonServer:
                 "--http-port/--grpc-port/--metrics-port"
             )
 
+    def _make_temp_folder(self, model: str) -> None:
+        """Our temp folder, for PyTriton's workspaces and the default log; first remove those of
+        ``serve`` processes that are gone (SIGKILL, power loss), which nothing else would."""
+        folder = tempfile.gettempdir()
+        swept = sweep_stale_temps(folder, only=f".{TEMP_LABEL}.")
+        if swept:
+            shm = remove_shared_memory_of([int(n.rsplit(".", 3)[1]) for n in swept])
+            log.info("removed what serve processes that are gone left: %s", ", ".join(swept + shm))
+        self._tmp = tempfile.mkdtemp(prefix=temp_prefix(TEMP_LABEL), suffix=".tmp", dir=folder)
+        too_long = socket_room(os.path.join(self._tmp, "w9"), model, self.options.instances)
+        if too_long is not None:
+            raise ConfigError(
+                f"PyTriton's socket {too_long} would be {len(too_long.encode())} bytes, over the "
+                f"{SOCKET_PATH_MAX} a Unix socket path allows: set TMPDIR to a shorter folder or use a shorter --name"
+            )
+
     def _launch(self) -> None:
         """Start tritonserver with the model bound (at start, and again after it died)."""
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         o = self.options
-        assert self._log_file is not None
+        assert self._log_file is not None and self._tmp is not None
         self._log_offset = self._log_file.stat().st_size if self._log_file.is_file() else 0
         config = TritonConfig(
             http_address=o.address,
@@ -310,9 +334,13 @@ class TritonServer:
         # Keep PyTriton's token on the endpoints that change the server (model load/unload,
         # shared memory, tracing, logging); statistics stay readable for monitoring.
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
-        self._triton = Triton(config=config, security_config=security)
+        workspace = os.path.join(self._tmp, f"w{self._launches % 10}")  # PyTriton wants a folder that is not there
+        self._launches += 1
+        shutil.rmtree(workspace, ignore_errors=True)  # a dead launch's leftovers (its tritonserver is gone)
+        self._triton = Triton(config=config, security_config=security, workspace=workspace)
         try:
             self._triton.bind(**self._bind)
+            quiet_stub_errors(getattr(getattr(self._triton, "_model_manager", None), "models", []))
             with self._startup_watchdog():
                 self._triton.run()
         except BaseException:
@@ -470,6 +498,14 @@ class TritonServer:
 # --------------------------------------------------------------------- what the client is told
 
 
+def check_restart_bound(max_restarts: int, restart_window_s: float) -> None:
+    """``--max-restarts`` (>= 0; 0: never restart) and ``--restart-window-s`` (> 0, not nan)."""
+    if max_restarts < 0:
+        raise ConfigError(f"--max-restarts {max_restarts}: must be >= 0 (0: never restart)")
+    if not restart_window_s > 0:  # also nan
+        raise ConfigError(f"--restart-window-s {restart_window_s}: must be a positive number of seconds")
+
+
 class InferenceFailed(Exception):
     """What a client is told when inference fails: one line, the original exception's type and
     message, with no traceback and no file paths (the server's log keeps the detail)."""
@@ -507,55 +543,3 @@ def client_safe(fn: Callable[_P, _R]) -> Callable[_P, _R]:
             raise InferenceFailed(client_message(e)) from None
 
     return call
-
-
-# ------------------------------------------------------------------------ why tritonserver died
-
-
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[0] if lines else "no message")[:300]
-
-
-_BENIGN = (
-    "CudaDriverHelper has not been initialized",
-    "Unable to allocate pinned system memory",
-    "Failed to set config modification time",  # Triton 2.51 on every model loaded by PyTriton
-)
-_TRITON_ERROR = re.compile(r"^E\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\]\s*(.*)$")
-_SIGNAL_LINE = re.compile(r"^Signal \((\d+)\) received")
-
-
-def explain_death(output: str, exit_code: int | None) -> str:
-    """One line saying why tritonserver stopped, from its console output and log (``output``)
-    and its exit code (negative: the signal that killed it): an uncaught C++ exception (the
-    ``terminate called...`` and ``what():`` lines), a fatal signal it reported, or its last ``E``
-    (error) line (none for SIGKILL, which leaves no trace); not the last line that mentions "error"."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    lines = [line for line in lines if not any(b in line for b in _BENIGN)]
-    cause = ""
-    for i, line in enumerate(lines):
-        if line.startswith("terminate called"):
-            what = next((w for w in lines[i + 1 : i + 3] if w.startswith("what():")), "")
-            cause = " ".join(f"{line} ({what})".split()) if what else line
-    if not cause and exit_code != -signal.SIGKILL:  # a SIGKILLed process logs nothing: older lines explain nothing
-        errors = [m.group(1) or m.group(0) for m in map(_TRITON_ERROR.match, lines) if m]
-        cause = errors[-1] if errors else ""
-    status = ""
-    if exit_code is not None and exit_code < 0:
-        status = f"killed by {_signal_name(-exit_code)}"
-    elif exit_code:
-        status = f"exit status {exit_code}"
-    reported = [int(m.group(1)) for m in map(_SIGNAL_LINE.match, lines) if m]
-    if reported and not status:
-        status = f"{_signal_name(reported[-1])} received"
-    if not cause and not status:
-        return "no cause in tritonserver's output or log" if lines else "no tritonserver output or log"
-    return _one_line(f"{status}: {cause}" if status and cause else status or cause)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

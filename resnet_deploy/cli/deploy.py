@@ -148,6 +148,13 @@ def serve_cmd(
     depth: Annotated[
         int | None, typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint.", show_default=False)
     ] = None,
+    max_restarts: Annotated[
+        int,
+        typer.Option("--max-restarts", help="Restart a tritonserver that died at most N times per window (0: never)."),
+    ] = 5,
+    restart_window_s: Annotated[
+        float, typer.Option("--restart-window-s", help="The window for --max-restarts, in seconds.")
+    ] = 60.0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the server's endpoints as one JSON line once it is ready.")
     ] = False,
@@ -174,8 +181,10 @@ def serve_cmd(
         depth=depth,
         threads=threads,
         log_file=str(check_output_path(log_file, "tritonserver.log")) if log_file is not None else None,
+        max_restarts=max_restarts,
+        restart_window_s=restart_window_s,
     )
-    server = TritonServer(options)
+    server = TritonServer(options)  # checks every option (a ConfigError) before anything starts
     # PyTriton echoes tritonserver's own output on stdout: send it to stderr, so stdout carries
     # only the ready line(s) below (--json: exactly one JSON line).
     real_stdout = sys.stdout
