@@ -182,6 +182,25 @@ def _nvidia_driver() -> str | None:
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
+MAX_SECONDS = 24 * 3600.0  # a benchmark point's duration or warm-up
+MAX_ITERS = 10**7
+MAX_ROUNDS = 10_000
+
+
+def check_budget(duration_s: float | None, iters: int | None, warmup_s: float, rounds: int) -> None:
+    """Finite, positive, bounded: a NaN, infinite or 1e30-second budget would never end."""
+    import math
+
+    if duration_s is not None and not (math.isfinite(duration_s) and 0 < duration_s <= MAX_SECONDS):
+        raise ConfigError(f"--duration-s {duration_s}: must be a number of seconds in (0, {MAX_SECONDS:g}]")
+    if iters is not None and not 0 < iters <= MAX_ITERS:
+        raise ConfigError(f"--iters {iters}: must be in 1-{MAX_ITERS}")
+    if not (math.isfinite(warmup_s) and 0 <= warmup_s <= MAX_SECONDS):
+        raise ConfigError(f"--warmup-s {warmup_s}: must be a number of seconds in [0, {MAX_SECONDS:g}]")
+    if not 0 < rounds <= MAX_ROUNDS:
+        raise ConfigError(f"--rounds {rounds}: must be in 1-{MAX_ROUNDS}")
+
+
 def check_batch_sizes(batch_sizes: Sequence[int], targets: Sequence[Target]) -> list[int]:
     sizes = _check_sizes(list(batch_sizes))
     for t in targets:
@@ -241,10 +260,7 @@ def benchmark(
         raise ConfigError("give either a duration or an iteration count, not both")
     if duration_s is None and iters is None:
         duration_s = 5.0
-    if (duration_s is not None and duration_s <= 0) or (iters is not None and iters <= 0):
-        raise ConfigError("the duration / iteration count must be positive")
-    if warmup_s < 0 or rounds <= 0:
-        raise ConfigError("warm-up must be >= 0 and rounds >= 1")
+    check_budget(duration_s, iters, warmup_s, rounds)
     labels = [t.label for t in targets]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"targets need distinct labels, got {labels}")

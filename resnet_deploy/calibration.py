@@ -77,6 +77,9 @@ class _Reader:
         return len(self._batches)
 
 
+MAX_CALIBRATION_COUNT = 100_000  # ImageNet's whole validation set is 50,000
+
+
 def load_calibration(
     calibration: str | os.PathLike[str] | NDArray[Any],
     meta: Mapping[str, str],
@@ -90,6 +93,8 @@ def load_calibration(
     step = steps or (lambda _stage, _done, _total: None)
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ConfigError(f"calibration count must be a positive integer, got {count}")
+    if count > MAX_CALIBRATION_COUNT:
+        raise ConfigError(f"calibration count {count}: at most {MAX_CALIBRATION_COUNT:,} images")
     pre = Preprocess.from_metadata(meta)
     if isinstance(calibration, np.ndarray):
         arr = np.asarray(calibration, dtype=np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .data import image_folder, iter_batches
 from .errors import ConfigError, DataError
+from .metrics import check_batch_sizes
 from .reports import Progress, Reporter, StepProgress
 from .runtime.base import Runner
 from .runtime.registry import open_runner
@@ -67,8 +68,7 @@ def evaluate(
     images spread evenly over the dataset.
     """
     say = Reporter(progress)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ConfigError(f"batch size must be a positive integer, got {batch_size}")
+    check_batch_sizes([batch_size], "--batch-size")
     if limit is not None and limit <= 0:
         raise ConfigError(f"limit must be a positive integer, got {limit}")
     runner = (

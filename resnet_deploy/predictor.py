@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from .data import Preprocess, from_array, load_image
 from .errors import ConfigError, DataError, EngineError
+from .metrics import check_batch_sizes
 from .models.labels import class_names
 from .runtime.base import Runner
 from .runtime.registry import Backend, open_backend
@@ -68,8 +69,8 @@ class Predictor:
         labels: str | os.PathLike[str] | Sequence[str] | None = None,
         batch_size: int | None = None,
     ) -> None:
-        if batch_size is not None and batch_size <= 0:
-            raise ConfigError(f"batch size must be a positive integer, got {batch_size}")
+        if batch_size is not None:
+            check_batch_sizes([batch_size], "--batch-size")
         self.runner = runner
         self.metadata = runner.metadata
         self.labels = class_names(self.metadata, labels)

@@ -28,6 +28,8 @@ def check_output_path(path: str | os.PathLike[str], default_name: str) -> Path:
     that its folder exists and is writable, before any slow work starts."""
     text = os.fspath(path)
     p = Path(text).expanduser()
+    if len(os.fsencode(p.name)) > _NAME_MAX:
+        raise ConfigError(f"output file name of {len(os.fsencode(p.name))} bytes: at most {_NAME_MAX}")
     if p.is_dir():
         p = p / default_name
     elif text.endswith(("/", os.sep)):

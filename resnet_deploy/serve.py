@@ -53,7 +53,7 @@ from numpy.typing import NDArray
 from .errors import ConfigError, MissingDependencyError
 from .errors import ServeError as ServeError
 from .reports import sweep_stale_temps, temp_prefix
-from .runtime.base import Runner
+from .runtime.base import Runner, check_threads
 from .serve_supervisor import SOCKET_PATH_MAX, _one_line, quiet_stub_errors, remove_shared_memory_of, socket_room
 from .serve_supervisor import explain_death as explain_death
 from .system import dist_version
@@ -167,8 +167,7 @@ class TritonServer:
             )
         check_instances(o.instances)
         check_queue_delay(o.max_queue_delay_us)
-        if o.threads is not None and o.threads <= 0:
-            raise ConfigError(f"--threads {o.threads}: must be a positive integer")
+        check_threads(o.threads)
         check_restart_bound(o.max_restarts, o.restart_window_s)
         self._triton: Any = None
         self._bind: dict[str, Any] = {}  # Triton.bind's arguments, for a restart

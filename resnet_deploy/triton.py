@@ -44,22 +44,30 @@ def triton_format(nhwc: bool) -> str:
     return "FORMAT_NHWC" if nhwc else "FORMAT_NCHW"
 
 
+MAX_NAME_LENGTH = 128  # a folder name with room to spare, and short enough for PyTriton's socket paths
+MAX_INSTANCES = 256
+MAX_QUEUE_DELAY_US = 60_000_000  # a minute: a batcher that waits longer serves no one
+MAX_SERVED_BATCH = 4096  # as export --batch and the batch sizes check/bench take
+
+
 def check_model_name(name: str) -> None:
     """A Triton model name that is also a safe folder name."""
     if not _NAME.fullmatch(name):
         raise ConfigError(f"model name {name!r}: use letters, digits, '_', '-' and '.' (not first)")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"model name of {len(name)} characters: at most {MAX_NAME_LENGTH}")
 
 
 def check_instances(instances: int) -> None:
     """The instance count of an ``instance_group``."""
-    if instances <= 0:
-        raise ConfigError(f"--instances {instances}: must be a positive integer")
+    if not 0 < instances <= MAX_INSTANCES:
+        raise ConfigError(f"--instances {instances}: must be in 1-{MAX_INSTANCES}")
 
 
 def check_queue_delay(max_queue_delay_us: int | None) -> None:
     """The dynamic batcher's ``max_queue_delay_microseconds`` (None: no dynamic batcher)."""
-    if max_queue_delay_us is not None and max_queue_delay_us < 0:
-        raise ConfigError(f"--max-queue-delay-us {max_queue_delay_us}: must be >= 0")
+    if max_queue_delay_us is not None and not 0 <= max_queue_delay_us <= MAX_QUEUE_DELAY_US:
+        raise ConfigError(f"--max-queue-delay-us {max_queue_delay_us}: must be in 0-{MAX_QUEUE_DELAY_US}")
 
 
 def parse_batch_list(text: str | Sequence[int] | None) -> list[int]:
@@ -88,8 +96,8 @@ def triton_max_batch(requested: int | None, profile: tuple[int, int] | None, pre
             f"the engine's profile starts at batch {profile[0]}: Triton sends batches from 1; rebuild with --min-batch 1"
         )
     size = requested if requested is not None else (profile[1] if profile is not None else DEFAULT_MAX_BATCH)
-    if size <= 0:
-        raise ConfigError(f"--max-batch {size}: must be a positive integer")
+    if not 0 < size <= MAX_SERVED_BATCH:
+        raise ConfigError(f"--max-batch {size}: must be in 1-{MAX_SERVED_BATCH}")
     if profile is not None and size > profile[1]:
         raise ConfigError(f"--max-batch {size} exceeds the engine's profile (batch {profile[0]}-{profile[1]})")
     too_big = [b for b in preferred if b > size]

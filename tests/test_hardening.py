@@ -396,3 +396,80 @@ def test_labels_without_a_class_count(r20: Path) -> None:
     with pytest.raises(ConfigError, match="no num_classes"):
         class_names({})
     assert class_names({"num_classes": "10", "labels": "cifar10"})[0] == "airplane"
+
+
+# ------------------------------------------------------------------------------ found by scripts/bad_input_sweep.py
+
+BIG = "1" + "0" * 30
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("bench", "--duration-s", "nan"),
+        ("bench", "--duration-s", "inf"),
+        ("bench", "--duration-s", "1e30"),
+        ("bench", "--warmup-s", "inf"),
+        ("bench", "--iters", BIG),
+        ("bench", "--rounds", BIG),
+        ("bench", "--threads", "100000"),
+        ("bench", "--threads", BIG),
+        ("predict", "--threads", "100000"),
+        ("predict", "--batch-size", BIG),
+        ("ship", "--instances", "100000"),
+        ("ship", "--instances", BIG),
+        ("ship", "--max-queue-delay-us", BIG),
+        ("ship", "--max-batch", BIG),
+        ("ship", "--name", "n" * 300),
+        ("convert", "-o", "y" * 256),
+    ],
+)
+def test_numbers_and_names_out_of_range_are_usage_errors(r20: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Each of these hung (a NaN/infinite/1e30 s budget), crashed (SIGSEGV at 100,000 ONNX Runtime
+    threads), wrote an unparsable config, or said 'unexpected OSError' before it was bounded."""
+    command, *rest = args
+    budget = [] if {"--duration-s", "--iters"} & set(rest) else ["--duration-s", "0.1"]
+    extra = {
+        "bench": ["--batch-sizes", "1", "--warmup-s", "0", *budget],  # (a later --warmup-s wins)
+        "predict": [str(tmp_path / "img.png")],
+        "ship": ["--repo", str(tmp_path / "repo"), "--kind", "cpu", "--force"],
+        "convert": ["--precision", "fp16"],
+    }[command]
+    if command == "predict":
+        from PIL import Image
+
+        Image.new("RGB", (40, 40)).save(tmp_path / "img.png")
+    before = set(tmp_path.iterdir())
+    code, _, err = run(command, str(r20), *extra, *[a if a != "y" * 256 else str(tmp_path / a) for a in rest])
+    assert_one_line_error(code, err, exit_code=2)
+    assert "unexpected" not in err
+    assert set(tmp_path.iterdir()) == before  # no repo folder, no partial file
+
+
+def test_a_long_missing_path_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run("info", str(tmp_path / ("x" * 5000)))
+    assert_one_line_error(code, err, "too long", exit_code=2)
+    assert len(err) < 400  # the path is shortened
+
+
+def test_a_missing_plan_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = run("predict", str(tmp_path / "x.plan"), str(tmp_path / "img.png"))
+    assert_one_line_error(code, err, "engine not found", exit_code=2)
+
+
+def test_bench_outputs_into_an_existing_folder(r20: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, _, err = run(
+        "bench", str(r20), "--batch-sizes", "1", "--iters", "2", "--warmup-s", "0", "--json", str(folder)
+    )
+    assert code == 0, err
+    assert json.loads((folder / "bench.json").read_text())["rows"]
+
+
+def test_closed_stdout_is_refused_before_the_work(r20: Path) -> None:
+    before = record_path(r20).read_bytes()
+    shell = ["bash", "-c", 'exec "$@" >&-', "resnet-deploy", *CMD, "check", str(r20), "--json", "--rtol", "0"]
+    done = subprocess.run(shell, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert_one_line_error(done.returncode, done.stderr, "standard output is closed", exit_code=2)
+    assert record_path(r20).read_bytes() == before  # the (failing, rtol 0) check never ran

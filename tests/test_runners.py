@@ -109,7 +109,7 @@ def test_open_runner_dispatch(tmp_path: Path, net) -> None:  # type: ignore[no-u
     export_onnx(net, tmp_path / "m.onnx")
     assert open_runner(tmp_path / "m.onnx").name == "onnxruntime"
     assert open_runner("resnet20", weights="random").name == "torch"
-    with pytest.raises(EngineError, match="engine not found"):
+    with pytest.raises(ConfigError, match="engine not found"):
         open_runner(tmp_path / "m.plan")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match="not an artifact this toolkit runs"):

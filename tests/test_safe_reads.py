@@ -233,7 +233,8 @@ def test_a_plan_that_is_not_its_sidecars_size_is_not_read(tmp_path: Path, monkey
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"x" * 100)
     fields = {f: "" for f in sc.Sidecar.__dataclass_fields__}
-    fields.update(schema=sc.SIDECAR_SCHEMA, plan_size_bytes=10, profile={}, metadata={}, version_compatible=False)
+    fields.update(schema=sc.SIDECAR_SCHEMA, plan_size_bytes=10, metadata={}, version_compatible=False)
+    fields.update(profile={"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32], "max": [8, 3, 32, 32]})
     fields.update(build_seconds=0.0)
     sc.sidecar_path(plan).write_text(json.dumps(fields))
     calls: list[int] = []

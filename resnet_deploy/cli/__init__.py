@@ -11,6 +11,7 @@ and the library, never this module.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from .._version import __version__
-from ..errors import ResnetDeployError
+from ..errors import ConfigError, ResnetDeployError
 from ..reports import printable
 from ._common import err
 from .bench import bench_cmd
@@ -51,6 +52,11 @@ class _Group(TyperGroup):
         except BrokenPipeError:  # '| head' closed the pipe: stop quietly, as other tools do
             _quiet_stdout()
             sys.exit(141)
+        except OSError as e:  # the OS refused a path we were given (too long, not a folder...)
+            if os.environ.get(DEBUG_ENV):
+                raise
+            where = f": {_shortened(os.fsdecode(e.filename))}" if e.filename is not None else ""
+            _fail(f"{e.strerror or type(e).__name__}{where}", 2 if e.errno in _PATH_ERRORS else 1)
         except Exception as e:
             # typer bundles its own click: recognise its usage errors by shape, not by class.
             if hasattr(e, "format_message") and hasattr(e, "exit_code"):
@@ -67,6 +73,25 @@ class _Group(TyperGroup):
         if code == 130:  # typer turns Ctrl-C into a silent Exit(130)
             _fail("interrupted", 130)
         sys.exit(code)
+
+
+_PATH_ERRORS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR}
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]} ({len(text)} characters)"
+
+
+def _json_to_stdout(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON on stdout (``--json``; bench: ``--json -``)."""
+    command = next((a for a in argv if not a.startswith("-")), "")
+    for i, arg in enumerate(argv):
+        if arg == "--json" or arg.startswith("--json="):
+            if command != "bench":
+                return True
+            value = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            return value == "-"
+    return False
 
 
 def _quiet_stdout() -> None:
@@ -122,6 +147,10 @@ def _root(
     ] = False,
 ) -> None:
     """The ResNets of He et al. (2015) from PyTorch to production: ONNX, TensorRT, Triton."""
+    if sys.stdout is None and _json_to_stdout(sys.argv[1:]):
+        # before any work: a check would otherwise run (and rewrite its record) for a report that
+        # cannot be written
+        raise ConfigError("standard output is closed: nowhere to write the JSON (redirect it to a file)")
     if allow_host_code:
         from ..engine import set_host_code_default
 

@@ -98,16 +98,14 @@ def bench_cmd(
 ) -> None:
     """Latency and throughput per batch size, several artifacts/backends measured side by side (interleaved)."""
     from ..bench import bench_targets, benchmark, require_matplotlib
-    from ..reports import check_output_path
 
     _check_bench_options(artifacts, backend, duration_s, iters, warmup_s, rounds, csv_path, plot_path)
     threads = _bench_threads(threads)
     sizes = _parse_batch_sizes(batch_sizes)
     if plot_path is not None:
         require_matplotlib()  # fail before measuring, not after
+    json_path, csv_path, plot_path = _output_paths(json_path, csv_path, plot_path)
     outputs = [p for p in (json_path, csv_path, plot_path) if p is not None and str(p) != "-"]
-    for p in outputs:
-        check_output_path(p, p.name)
     if threads is not None:
         import torch
 
@@ -157,17 +155,27 @@ def _check_bench_options(
     """The option combinations bench refuses, checked before anything is loaded."""
     if duration_s is not None and iters is not None:
         raise ConfigError("give --duration-s or --iters, not both")
-    if duration_s is not None and duration_s <= 0:
-        raise ConfigError(f"--duration-s {duration_s}: must be positive")
-    if iters is not None and iters <= 0:
-        raise ConfigError(f"--iters {iters}: must be a positive integer")
-    if warmup_s < 0 or rounds <= 0:
-        raise ConfigError("--warmup-s must be >= 0 and --rounds >= 1")
+    from ..bench import check_budget
+
+    check_budget(duration_s, iters, warmup_s, rounds)
     if backend and not artifacts:
         raise ConfigError("--backend applies to artifacts; --depth alone always runs PyTorch")
     for option, value in (("--csv", csv_path), ("--plot", plot_path)):
         if value is not None and str(value) == "-":
             raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
+
+
+def _output_paths(
+    json_path: Path | None, csv_path: Path | None, plot_path: Path | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The output files, checked before measuring; an existing folder gets the default name inside
+    it (as export's -o does)."""
+    from ..reports import check_output_path
+
+    def checked(path: Path | None, name: str) -> Path | None:
+        return path if path is None or str(path) == "-" else check_output_path(path, name)
+
+    return checked(json_path, "bench.json"), checked(csv_path, "bench.csv"), checked(plot_path, "bench.png")
 
 
 def _bench_threads(threads: int | None) -> int | None:
@@ -176,9 +184,9 @@ def _bench_threads(threads: int | None) -> int | None:
         from ..system import cpu_count
 
         threads = cpu_count()
-    if threads is not None and threads <= 0:
-        raise ConfigError(f"--threads {threads}: must be a positive integer")
-    return threads
+    from ..runtime.base import check_threads
+
+    return check_threads(threads)
 
 
 def _save_bench(report: Any, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:

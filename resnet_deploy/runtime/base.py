@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from ..data import Preprocess
 
 
+MAX_THREADS = 1024  # CPU threads a runner may be given (ONNX Runtime and torch take an int32)
+
+
+def check_threads(threads: int | None) -> int | None:
+    """None (the runner's default) or a thread count in 1-``MAX_THREADS``; else a ConfigError."""
+    if threads is not None and (isinstance(threads, bool) or not 0 < threads <= MAX_THREADS):
+        raise ConfigError(f"--threads {threads}: must be in 1-{MAX_THREADS}")
+    return threads
+
+
 class Runner(ABC):
     """Runs a classifier: float32 ``[n, 3, H, W]`` in (uint8 ``[n, H, W, 3]`` pixels for models
     exported with ``--input-format uint8-nhwc``: ``preprocess`` says which), float32

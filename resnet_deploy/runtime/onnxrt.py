@@ -16,7 +16,7 @@ from ..errors import ConfigError, EngineError, MissingDependencyError
 from ..onnx_io import ArtifactMeta, check_external_data, load_onnx
 from ..safeio import ONNX_MAX_BYTES, check_readable
 from ..system import cpu_count
-from .base import Runner
+from .base import Runner, check_threads
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _PROVIDER_LIBS = {
@@ -72,8 +72,7 @@ class OnnxRuntimeRunner(Runner):
         batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
         self._fixed = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
         self.providers = providers
-        if threads is not None and threads <= 0:
-            raise ConfigError(f"threads must be a positive integer, got {threads}")
+        check_threads(threads)
         self.threads = threads or cpu_count()
         self._session: Any = None
 

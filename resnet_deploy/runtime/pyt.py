@@ -18,7 +18,7 @@ from ..models.registry import create_model, get_model_cfg
 from ..models.resnet import ResNet
 from ..models.weights import read_state_dict
 from ..onnx_io import ArtifactMeta
-from .base import Runner
+from .base import Runner, check_threads
 
 DEVICES = tuple(d.value for d in Device)
 DTYPES = tuple(d.value for d in TorchDtype)
@@ -76,7 +76,7 @@ class TorchRunner(Runner):
         self.metadata = ArtifactMeta(
             {"model": model.model_name, "num_classes": str(model.fc.out_features), "labels": model.cfg.labels}
         )
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.label = label or model.model_name
         # The PyTorch network takes normalised float NCHW, whatever its exported artifact takes.
         self._pre = (preprocess or Preprocess.from_cfg(model.cfg)).as_float()

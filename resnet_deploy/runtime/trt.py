@@ -27,7 +27,7 @@ class TensorRTRunner(Runner):
         super().__init__()
         self.path = Path(plan)
         if not self.path.is_file():
-            raise EngineError(f"engine not found: {self.path}")
+            raise ConfigError(f"engine not found: {self.path}")  # a missing file: a usage error (exit 2)
         self.sidecar = Sidecar.from_file(sidecar_path(self.path))
         self.allow_host_code = check_host_code(self.path, self.sidecar, allow_host_code)
         self.metadata = ArtifactMeta({**self.sidecar.metadata, "precision": self.sidecar.precision})
