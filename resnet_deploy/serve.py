@@ -229,7 +229,7 @@ class TritonServer:
             runners = self._open_runners()
             first = runners[0]
             meta = first.metadata
-            name = o.name or meta.model or "resnet"
+            name = (meta.model or "resnet") if o.name is None else o.name
             check_model_name(name)
             num_classes = len(class_names(meta))
             preferred = parse_batch_list(o.preferred_batch)

@@ -227,7 +227,7 @@ def _resolve_artifact(src: Path, name: str | None, kind: str, accelerator: str |
     meta = artifact_metadata(src)
     if "model" not in meta or "image_size" not in meta:
         raise ConfigError(f"{src.name} was not made by resnet-deploy (no model metadata): export it first")
-    model_name = name or meta["model"]
+    model_name = meta["model"] if name is None else name  # an empty --name is an error, not the default
     check_model_name(model_name)
     if src.suffix.lower() == ".onnx":
         return _Artifact(src, meta, model_name, "onnxruntime_onnx", "model.onnx", _onnx_io(src), None)
@@ -345,13 +345,13 @@ def _check_same_model(config_path: Path, text: str, model_dir: Path, version: in
     """Triton serves every version folder of a model with the one config.pbtxt: refuse a version
     that would change what the other versions are (platform, batch limit, input, output, labels)."""
     current = read_text_capped(config_path, "model config", SIDECAR_MAX_BYTES, error=ConfigError)
+    if _MARK not in current:  # someone's own (or a damaged) config is never overwritten
+        raise ConfigError(f"{config_path} was not written by resnet-deploy: ship under another --name, or remove it")
     others = sorted(
         int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit() and int(d.name) != version
     )
     if not others:
         return
-    if _MARK not in current:
-        raise ConfigError(f"{model_dir} holds a model resnet-deploy did not write: ship under another --name")
     labels_path = model_dir / "labels.txt"
     old_labels = (
         read_text_capped(labels_path, "labels file", LABELS_MAX_BYTES, error=ConfigError).split()

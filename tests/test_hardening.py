@@ -473,3 +473,14 @@ def test_closed_stdout_is_refused_before_the_work(r20: Path) -> None:
     done = subprocess.run(shell, stderr=subprocess.PIPE, text=True, timeout=120)
     assert_one_line_error(done.returncode, done.stderr, "standard output is closed", exit_code=2)
     assert record_path(r20).read_bytes() == before  # the (failing, rtol 0) check never ran
+
+
+def test_ship_never_overwrites_a_foreign_config_or_takes_an_empty_name(r20: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "repo" / "resnet20"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text("\x00garbage{{{")
+    code, _, err = run("ship", str(r20), "--repo", str(tmp_path / "repo"), "--kind", "cpu", "--force")
+    assert_one_line_error(code, err, "not written by resnet-deploy", exit_code=2)
+    assert (model_dir / "config.pbtxt").read_text() == "\x00garbage{{{"
+    code, _, err = run("ship", str(r20), "--repo", str(tmp_path / "repo2"), "--kind", "cpu", "--force", "--name", "")
+    assert_one_line_error(code, err, "model name", exit_code=2)
