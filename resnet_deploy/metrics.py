@@ -72,6 +72,11 @@ class ParityResult:
     top5_agreement: float  # fraction with the same top-5 set (when there are >= 5 classes)
     passed: bool
     tolerance: str
+    # Discriminative numbers (reported, not yet gated; benchmarks/results/parity_metric.md), None for
+    # a single sample: logits of *different* inputs are nearly parallel on random weights, so
+    # cosine alone cannot tell a candidate that computes on the wrong input.
+    retrieval: float | None = None  # fraction of samples whose nearest reference row is their own
+    sqnr_db: float | None = None  # 10 log10(spread of the reference across samples / squared error)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,7 +141,25 @@ def compare_outputs(
         top5_agreement=top5,
         passed=bool(passed),
         tolerance=tolerance.describe(),
+        **(_discriminative(ref, cand) if finite and ref.shape[0] > 1 else {}),
     )
+
+
+MAX_SQNR_DB = 200.0  # an exact match reports this, not infinity (JSON has no infinity)
+
+
+def _discriminative(ref: NDArray[Any], cand: NDArray[Any]) -> dict[str, float | None]:
+    """Nearest-reference retrieval over the batch, and the error against the reference's spread
+    across samples (the common mode that makes all random-weight logits alike is removed)."""
+    spread = float(((ref - ref.mean(axis=0)) ** 2).sum())
+    error = float(((cand - ref) ** 2).sum())
+    dist = (cand * cand).sum(1)[:, None] - 2 * cand @ ref.T + (ref * ref).sum(1)[None, :]
+    own = np.diagonal(dist)
+    retrieval = float((own <= dist.min(axis=1) * (1 + 1e-9) + 1e-12).mean())  # ties (duplicate inputs) count
+    if spread <= 0:
+        return {"retrieval": retrieval, "sqnr_db": None}
+    sqnr = MAX_SQNR_DB if error <= spread * 10 ** (-MAX_SQNR_DB / 10) else 10 * math.log10(spread / error)
+    return {"retrieval": retrieval, "sqnr_db": round(sqnr, 3)}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,26 @@ def test_non_finite_candidate_fails() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="output shapes differ"):
         compare_outputs(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_retrieval_and_sqnr_tell_a_wrong_input_that_cosine_passes(tmp_path: Path) -> None:
+    """On random weights a candidate computing on the mirrored image keeps cosine >= 0.95 (the int8
+    gate) against the reference: the discriminative numbers do not (issue 13's groundwork)."""
+    from resnet_deploy import export_onnx
+    from resnet_deploy.runtime.onnxrt import OnnxRuntimeRunner
+
+    path = tmp_path / "r20.onnx"
+    export_onnx("resnet20", path, weights="random")
+    x = np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32)
+    with OnnxRuntimeRunner(path) as runner:
+        ref, mirrored = runner.infer_all(x), runner.infer_all(np.ascontiguousarray(x[..., ::-1]))
+    wrong = compare_outputs(ref, mirrored, Tolerance(scale_rtol=None, min_cosine=0.95))
+    assert wrong.passed and wrong.cosine_min >= 0.95  # the cosine gate cannot fail it
+    assert wrong.retrieval is not None and wrong.retrieval < 0.2
+    assert wrong.sqnr_db is not None and wrong.sqnr_db < 3
+    same = compare_outputs(ref, ref + 1e-6, Tolerance(scale_rtol=None))
+    assert same.retrieval == 1.0 and same.sqnr_db is not None and same.sqnr_db > 60
+    duplicated = compare_outputs(np.concatenate([ref, ref]), np.concatenate([ref, ref]))
+    assert duplicated.retrieval == 1.0 and duplicated.sqnr_db == 200.0  # ties and exact matches
+    single = compare_outputs(ref[:1], ref[:1])
+    assert single.retrieval is None and single.sqnr_db is None
