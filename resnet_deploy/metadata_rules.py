@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from .choices import InputFormat
 from .errors import ConfigError
+from .metrics import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     import onnx
@@ -37,7 +38,7 @@ MAX_RESIZE_RATIO = 2
 MEAN_RANGE = (0.0, 1.0)
 STD_RANGE = (1e-3, 1.0)
 MAX_CLASSES = 100_000
-MAX_FIXED_BATCH = 4096
+MAX_FIXED_BATCH = MAX_BATCH_SIZE
 MAX_WIDTH = 8192
 STAGE_COUNTS = (3, 4)  # CIFAR and ImageNet ResNets
 # A single-file ONNX export (protobuf's 2 GiB, no external data) holds at most 2**29 fp32 weights.

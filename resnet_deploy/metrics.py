@@ -197,7 +197,7 @@ class CheckReport:
 
 # Batch sizes a comparison or a benchmark may ask for (as ``export --batch``): enough for any
 # server-side batch, small enough that a typo is refused instead of exhausting memory.
-MAX_BATCH_SIZE = 4096
+MAX_BATCH_SIZE = 4096  # the one batch bound: export --batch, check/bench, engine profiles, served batches
 MAX_SEED = 2**32 - 1  # numpy's legacy seeds and torch's generators both take this range
 
 

@@ -143,6 +143,17 @@ def sweep_stale_temps(folder: str | os.PathLike[str], only: str = "") -> list[st
     return removed
 
 
+_SWEPT: set[str] = set()  # folders this process has swept: leftovers only come from processes already gone
+
+
+def _sweep_once(folder: Path) -> None:
+    """``sweep_stale_temps`` the first time this process writes in ``folder``, not at every write."""
+    key = os.path.abspath(folder)
+    if key not in _SWEPT:
+        _SWEPT.add(key)
+        sweep_stale_temps(folder)
+
+
 SCRATCH_LABEL = "resnet-deploy-scratch"
 
 
@@ -170,7 +181,7 @@ def owned_scratch() -> Iterator[Path]:
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on normal exit rename it onto ``target``, else delete it."""
     target = Path(target)
-    sweep_stale_temps(target.parent)
+    _sweep_once(target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

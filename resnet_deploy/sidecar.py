@@ -20,10 +20,11 @@ from typing import Any
 from ._version import __version__
 from .choices import HardwareCompat as HardwareCompat
 from .errors import ConfigError, EngineError
+from .metrics import MAX_BATCH_SIZE
 from .safeio import PLAN_MAX_BYTES, SIDECAR_MAX_BYTES, check_readable, read_bytes_capped, read_text_capped
 
 SIDECAR_SCHEMA = 1
-MAX_PROFILE_BATCH = 4096  # as the batch sizes a comparison or benchmark may ask for (metrics.MAX_BATCH_SIZE)
+MAX_PROFILE_BATCH = MAX_BATCH_SIZE  # as the batch sizes a comparison or benchmark may ask for
 HARDWARE_COMPAT = tuple(h.value for h in HardwareCompat)
 STRONGLY_TYPED_SINCE = (10, 12)
 

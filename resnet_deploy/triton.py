@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .choices import Kind
 from .errors import ConfigError, ResnetDeployError
+from .metrics import MAX_BATCH_SIZE
 
 KINDS = tuple(k.value for k in Kind)
 ACCELERATOR_PRECISIONS = ("fp32", "fp16", "int8")  # ONNX Runtime's TensorRT provider: precision_mode
@@ -47,7 +48,7 @@ def triton_format(nhwc: bool) -> str:
 MAX_NAME_LENGTH = 128  # a folder name with room to spare, and short enough for PyTriton's socket paths
 MAX_INSTANCES = 256
 MAX_QUEUE_DELAY_US = 60_000_000  # a minute: a batcher that waits longer serves no one
-MAX_SERVED_BATCH = 4096  # as export --batch and the batch sizes check/bench take
+MAX_SERVED_BATCH = MAX_BATCH_SIZE  # as export --batch and the batch sizes check/bench take
 
 
 def check_model_name(name: str) -> None:
