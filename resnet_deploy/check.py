@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 from .data import Preprocess, iter_batches, list_images
 from .errors import ConfigError, DataError, ParityError
 from .metrics import (
+    MIN_JUDGED_SAMPLES,
     CheckReport,
     ParityRow,
     Tolerance,
@@ -28,7 +30,7 @@ from .metrics import (
     random_inputs,
 )
 from .onnx_io import ArtifactMeta
-from .precisions import DEFAULT_TOLERANCES
+from .precisions import PRECISIONS, Precision, precision_spec
 from .records import record_check
 from .reports import sha256_file
 from .runtime.base import Runner
@@ -86,19 +88,34 @@ def compare(
     sizes = list(batch_sizes)
     if cand.fixed_batch is not None and sizes != [cand.fixed_batch]:
         notes.append(f"the candidate has a fixed batch of {cand.fixed_batch}: inputs run in batches of that size")
-    defaults = DEFAULT_TOLERANCES.get(meta.precision, DEFAULT_TOLERANCES["fp32"])
+    known = meta.precision in {p.value for p in PRECISIONS}
+    spec = precision_spec(meta.precision if known else Precision.fp32)
+    trained = meta.weights_trained
+    noise_gate = spec.gate("random", trained)
+    if not spec.noise_judged and meta.get("calibration_source", "random") != "random" and inputs is None:
+        noise_gate = replace(noise_gate, min_sqnr_db=None, min_retrieval=None)
+        if images is None:
+            notes.append(
+                f"{meta.precision} calibrated on images is judged on images (--images DIR): on noise inputs, "
+                "which its ranges never saw, only by cosine"
+            )
+    _check_judgeable(tolerance or noise_gate, sizes, images, inputs)
     rows: list[ParityRow] = []
     with cand, ref:
         for what, x in inputs if inputs is not None else _random_sets(cand.preprocess, sizes, seed):
-            rows.append(_compare_on(cand, ref, what, x, tolerance or defaults["random"]))
+            rows.append(_compare_on(cand, ref, what, x, tolerance or noise_gate))
         if images is not None:
-            tol = tolerance or defaults["images"]
-            if not meta.weights_trained and tolerance is None and tol.min_top1_agreement is not None:
-                tol = Tolerance(tol.scale_rtol, tol.min_cosine, None)
+            if not trained and tolerance is None and spec.check_images.min_top1_agreement is not None:
                 notes.append("untrained weights: top-1 agreement is reported, not required")
             what, x = _image_set(images, cand.preprocess, max_images, max(sizes), notes)
-            rows.append(_compare_on(cand, ref, what, x, tol))
+            rows.append(_compare_on(cand, ref, what, x, tolerance or spec.gate("images", trained)))
         cand_desc, ref_desc = cand.describe(), ref.describe()
+    if any(r.result.batch_size < MIN_JUDGED_SAMPLES for r in rows) and any(
+        r.result.judged_across_samples for r in rows
+    ):
+        notes.append(
+            f"SQNR and retrieval are judged on batches of {MIN_JUDGED_SAMPLES} or more samples; smaller ones by the rest"
+        )
     for desc, sha in ((cand_desc, cand_sha), (ref_desc, ref_sha)):
         if sha is not None:
             desc["sha256"] = sha
@@ -107,6 +124,20 @@ def compare(
     return CheckReport(
         cand_desc, ref_desc, meta.precision, rows, passed, seconds, notes, weights_trained=meta.weights_trained
     )
+
+
+def _check_judgeable(
+    tolerance: Tolerance, sizes: Sequence[int], images: object, inputs: Sequence[InputSet] | None
+) -> None:
+    """A gate judged across samples needs a batch of enough samples: refuse before anything runs."""
+    if not tolerance.across_samples or images is not None:
+        return
+    largest = max(len(x) for _, x in inputs) if inputs else max(sizes)
+    if largest < MIN_JUDGED_SAMPLES:
+        raise ConfigError(
+            f"parity is judged across samples (SQNR, retrieval): give a batch of at least {MIN_JUDGED_SAMPLES} "
+            f"(e.g. --batch-sizes 1,{MIN_JUDGED_SAMPLES}) or --images DIR"
+        )
 
 
 def _open_pair(

@@ -26,8 +26,9 @@ from ._version import __version__
 from .data import Preprocess
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .fold import fold_batchnorm
+from .layer_names import name_nodes, reported_modules
 from .metadata_rules import MAX_FIXED_BATCH, MAX_IMAGE_SIDE
-from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
+from .metrics import FP32_TOLERANCE, ParityResult, Tolerance, judged_batch_sizes
 from .models.cfg import ModelCfg
 from .models.profile import count_macs, count_params
 from .models.registry import create_model
@@ -53,7 +54,7 @@ from .torch_export import (  # noqa: F401  (re-exported: the export API's names)
     set_batch_dim,
 )
 
-VERIFY_BATCH_SIZES = (1, 3)
+VERIFY_BATCH_SIZES = (1, 8)  # 8: enough samples for retrieval to be judged
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _parse_int(value: object, what: str) -> int:
 
 def _verify_sizes(sizes: Sequence[int], batch_n: int | None) -> tuple[int, ...]:
     if batch_n is not None:
-        return (batch_n,)
+        return judged_batch_sizes(batch_n)
     out = tuple(_parse_int(b, "verification batch size") for b in sizes)
     if not out or any(b < 1 or b > MAX_FIXED_BATCH for b in out):
         raise ConfigError(f"verify_batch_sizes {sizes!r}: give at least one batch size in 1-{MAX_FIXED_BATCH}")
@@ -445,6 +446,7 @@ def _export(
     set_batch_dim(proto, dynamic=batch_n is None)
     meta = build_metadata(net, cfg, info, size, batch_n, opset, exporter)
     ArtifactMeta(meta).write_to(proto)
+    name_nodes(proto, reported_modules(net))  # after the metadata: it adds the ``layers`` entry
     proto.producer_name = "resnet-deploy"
     proto.producer_version = __version__
     proto.doc_string = (

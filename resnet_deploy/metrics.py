@@ -25,6 +25,10 @@ class Tolerance:
     scale_rtol: float | None = 1e-4
     min_cosine: float | None = None
     min_top1_agreement: float | None = None
+    # The discriminative criteria, judged on batches of at least ``MIN_JUDGED_SAMPLES`` samples
+    # (both are measured across samples; benchmarks/results/parity_metric.md):
+    min_sqnr_db: float | None = None  # SQNR of the error against the reference's spread across samples
+    min_retrieval: float | None = None  # fraction of samples whose nearest reference row is their own
 
     def __post_init__(self) -> None:
         """A tolerance that cannot mean anything is a usage error, before anything runs (and so
@@ -33,6 +37,8 @@ class Tolerance:
             ("rtol", self.scale_rtol, 0.0, 1.0, "[0, 1): a difference as large as the largest logit says nothing"),
             ("min-cosine", self.min_cosine, -1.0, 1.0, "[-1, 1]"),
             ("min-top1", self.min_top1_agreement, 0.0, 1.0, "[0, 1] (a fraction of the samples)"),
+            ("min-sqnr-db", self.min_sqnr_db, -MAX_SQNR_DB, MAX_SQNR_DB, f"[-{MAX_SQNR_DB:g}, {MAX_SQNR_DB:g}] dB"),
+            ("min-retrieval", self.min_retrieval, 0.0, 1.0, "[0, 1] (a fraction of the samples)"),
         )
         for name, value, low, high, where in bounds:
             if value is None:
@@ -50,10 +56,33 @@ class Tolerance:
             parts.append(f"cosine >= {self.min_cosine:g}")
         if self.min_top1_agreement is not None:
             parts.append(f"top-1 agreement >= {self.min_top1_agreement:g}")
+        if self.min_sqnr_db is not None:
+            parts.append(f"SQNR >= {self.min_sqnr_db:g} dB")
+        if self.min_retrieval is not None:
+            parts.append(f"retrieval >= {self.min_retrieval:g}")
         return " and ".join(parts) or "none"
 
+    @property
+    def across_samples(self) -> bool:
+        """Judged across a batch's samples (SQNR against the spread, retrieval)."""
+        return self.min_sqnr_db is not None or self.min_retrieval is not None
 
-FP32_TOLERANCE = Tolerance(scale_rtol=1e-4)
+
+MAX_SQNR_DB = 200.0  # an exact match reports this, not infinity (JSON has no infinity)
+# The fewest samples a batch needs for SQNR and retrieval to be judged: with fewer, a wrong
+# candidate's rows are too few to miss their own reference by chance (1 in 8 at random).
+MIN_JUDGED_SAMPLES = 8
+
+
+FP32_TOLERANCE = Tolerance(scale_rtol=1e-4, min_retrieval=1.0)
+
+
+def judged_batch_sizes(fixed: int | None) -> tuple[int, ...]:
+    """The batches a conversion is verified on: one sample, and enough for SQNR and retrieval to be
+    judged (a fixed-batch model runs them in whole batches of its size, the last one padded)."""
+    if fixed is None:
+        return (1, MIN_JUDGED_SAMPLES)
+    return (fixed,) if fixed >= MIN_JUDGED_SAMPLES else (fixed, MIN_JUDGED_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -72,14 +101,28 @@ class ParityResult:
     top5_agreement: float  # fraction with the same top-5 set (when there are >= 5 classes)
     passed: bool
     tolerance: str
-    # Discriminative numbers (reported, not yet gated; benchmarks/results/parity_metric.md), None for
-    # a single sample: logits of *different* inputs are nearly parallel on random weights, so
-    # cosine alone cannot tell a candidate that computes on the wrong input.
+    # Discriminative numbers (benchmarks/results/parity_metric.md), None for a single sample: logits
+    # of *different* inputs are nearly parallel on random weights, so cosine alone cannot tell a
+    # candidate that computes on the wrong input; these are gated on batches of >= 8 samples.
     retrieval: float | None = None  # fraction of samples whose nearest reference row is their own
     sqnr_db: float | None = None  # 10 log10(spread of the reference across samples / squared error)
+    judged_across_samples: bool = False  # SQNR and retrieval were part of the verdict (>= 8 samples)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_parity(result: ParityResult) -> str:
+    """One result's numbers in a line: what a failure message quotes."""
+    parts = []
+    if result.sqnr_db is not None:
+        parts.append(f"SQNR {result.sqnr_db:.1f} dB")
+    if result.retrieval is not None:
+        parts.append(f"retrieval {result.retrieval:.0%}")
+    parts.append(f"cosine {result.cosine_min:.6f}")
+    parts.append(f"top-1 agreement {result.top1_agreement:.0%}")
+    parts.append(f"max|diff| {result.diff_to_scale:.3g} x max|logit|")
+    return ", ".join(parts) + f" over {result.batch_size} sample(s)"
 
 
 def refuse_or_keep(report: Any, message: str, keep: str | None) -> None:
@@ -128,6 +171,14 @@ def compare_outputs(
         passed = passed and float(cos.min()) >= tolerance.min_cosine
     if tolerance.min_top1_agreement is not None:
         passed = passed and top1 >= tolerance.min_top1_agreement
+    spread = _discriminative(ref, cand) if finite and ref.shape[0] > 1 else {}
+    judged = tolerance.across_samples and finite and ref.shape[0] >= MIN_JUDGED_SAMPLES
+    if judged:
+        sqnr, retrieval = spread.get("sqnr_db"), spread.get("retrieval")
+        if tolerance.min_sqnr_db is not None:  # no spread at all (identical rows): judged by the rest
+            passed = passed and (sqnr is None or sqnr >= tolerance.min_sqnr_db)
+        if tolerance.min_retrieval is not None and retrieval is not None:
+            passed = passed and retrieval >= tolerance.min_retrieval
     return ParityResult(
         batch_size=int(ref.shape[0]),
         max_abs_diff=max_abs,
@@ -141,25 +192,35 @@ def compare_outputs(
         top5_agreement=top5,
         passed=bool(passed),
         tolerance=tolerance.describe(),
-        **(_discriminative(ref, cand) if finite and ref.shape[0] > 1 else {}),
+        judged_across_samples=bool(judged),
+        **spread,
     )
 
 
-MAX_SQNR_DB = 200.0  # an exact match reports this, not infinity (JSON has no infinity)
+def sqnr_db(reference: NDArray[Any], candidate: NDArray[Any]) -> float | None:
+    """10 log10(spread of ``reference`` across its samples (axis 0) / squared error), for tensors
+    of any shape (a layer's activations as well as logits); None without a spread."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    cand = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
+    if ref.shape != cand.shape or ref.shape[0] < 2:
+        return None
+    return _discriminative(ref, cand, retrieval=False)["sqnr_db"]
 
 
-def _discriminative(ref: NDArray[Any], cand: NDArray[Any]) -> dict[str, float | None]:
+def _discriminative(ref: NDArray[Any], cand: NDArray[Any], retrieval: bool = True) -> dict[str, float | None]:
     """Nearest-reference retrieval over the batch, and the error against the reference's spread
     across samples (the common mode that makes all random-weight logits alike is removed)."""
     spread = float(((ref - ref.mean(axis=0)) ** 2).sum())
     error = float(((cand - ref) ** 2).sum())
-    dist = (cand * cand).sum(1)[:, None] - 2 * cand @ ref.T + (ref * ref).sum(1)[None, :]
-    own = np.diagonal(dist)
-    retrieval = float((own <= dist.min(axis=1) * (1 + 1e-9) + 1e-12).mean())  # ties (duplicate inputs) count
+    found: float | None = None
+    if retrieval:
+        dist = (cand * cand).sum(1)[:, None] - 2 * cand @ ref.T + (ref * ref).sum(1)[None, :]
+        own = np.diagonal(dist)
+        found = float((own <= dist.min(axis=1) * (1 + 1e-9) + 1e-12).mean())  # ties (duplicate inputs) count
     if spread <= 0:
-        return {"retrieval": retrieval, "sqnr_db": None}
+        return {"retrieval": found, "sqnr_db": None}
     sqnr = MAX_SQNR_DB if error <= spread * 10 ** (-MAX_SQNR_DB / 10) else 10 * math.log10(spread / error)
-    return {"retrieval": retrieval, "sqnr_db": round(sqnr, 3)}
+    return {"retrieval": found, "sqnr_db": round(sqnr, 3)}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ._version import __version__
 from .data import Preprocess
 from .errors import ConfigError
-from .metrics import FP32_TOLERANCE, ParityResult, Tolerance
+from .metrics import FP32_TOLERANCE, ParityResult, Tolerance, judged_batch_sizes
 from .onnx_io import FLOAT_NCHW, UINT8_NHWC, ArtifactMeta, load_onnx, save_checked
 from .precisions import precision_spec
 from .reports import Progress, Reporter, check_output_path, sha256_file, shown_path
@@ -146,7 +146,7 @@ def add_pixel_input(
     pre = Preprocess.from_metadata(meta)
     if tolerance is None:
         fp16_input = model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
-        tolerance = precision_spec("fp16").check_random if fp16_input else FP32_TOLERANCE
+        tolerance = precision_spec("fp16").gate("random", meta.weights_trained) if fp16_input else FP32_TOLERANCE
     say("adding uint8 NHWC preprocessing to the graph")
     wrap_graph(model, pre)
     source_sha = sha256_file(src_path)
@@ -195,7 +195,7 @@ def add_pixel_input(
         failure=failure,
         keep="--allow-mismatch" if allow_mismatch else None,
         seed=seed,
-        batch_sizes=(fixed,) if fixed else (1, 3),
+        batch_sizes=judged_batch_sizes(fixed or None),
     )
     write_verified(out, report, write, verification)
     report.seconds = time.perf_counter() - t0

@@ -47,7 +47,7 @@ from .calibration import (  # noqa: F401  (re-exported: the precision API's name
 )
 from .choices import Int8Recipe as Int8Recipe
 from .errors import ConfigError, ExportError, MissingDependencyError
-from .metrics import ParityResult, Tolerance
+from .metrics import ParityResult, Tolerance, describe_parity, judged_batch_sizes
 from .onnx_io import (
     FLOAT_NCHW,
     ArtifactMeta,
@@ -65,7 +65,7 @@ from .stage import Verification, write_verified
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)  # 2**-24
-FP16_TOLERANCE = precision_spec(Precision.fp16).convert_tolerance
+FP16_TOLERANCE = precision_spec(Precision.fp16).convert_tolerance  # trained weights' gates
 INT8_TOLERANCE = precision_spec(Precision.int8).convert_tolerance
 
 
@@ -123,11 +123,9 @@ def _verification(
     """How a conversion is judged: against its fp32 source in ONNX Runtime, on the same inputs."""
 
     def failure(parity: list[ParityResult]) -> str:
-        worst = min(parity, key=lambda r: r.cosine_min)
+        worst = next((r for r in parity if not r.passed), parity[-1])
         return (
-            f"{precision} output differs from fp32 beyond tolerance ({tolerance.describe()}): cosine "
-            f"{worst.cosine_min:.6f}, top-1 agreement {worst.top1_agreement:.0%}, max|diff| "
-            f"{worst.diff_to_scale:.3g} x max|logit|"
+            f"{precision} output differs from fp32 beyond tolerance ({tolerance.describe()}): {describe_parity(worst)}"
         )
 
     return Verification(
@@ -257,7 +255,7 @@ def to_fp16(
     dst: str | os.PathLike[str] | None = None,
     *,
     keep_io_types: bool = True,
-    tolerance: Tolerance = FP16_TOLERANCE,
+    tolerance: Tolerance | None = None,
     allow_mismatch: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
@@ -267,6 +265,7 @@ def to_fp16(
     t0 = time.perf_counter()
     src_path = Path(src)
     model, out, meta = _open_fp32_source(src_path, dst, "fp16", load_weights=True)
+    tolerance = tolerance or precision_spec(Precision.fp16).gate("convert", meta.weights_trained)
     say("converting to fp16")
     clamped, under = convert_graph_to_fp16(model, keep_io_types=keep_io_types)
     io_dtype = "float32" if keep_io_types else "float16"
@@ -302,8 +301,7 @@ def to_fp16(
         say("comparing fp16 with fp32 in ONNX Runtime")
 
     keep = "--allow-mismatch" if allow_mismatch else None
-    fixed = meta.fixed_batch
-    sizes = (fixed,) if fixed else (1, 3)
+    sizes = judged_batch_sizes(meta.fixed_batch)
     write_verified(
         out, report, write, _verification(src_path, meta, "fp16", tolerance, keep, seed=seed, batch_sizes=sizes)
     )
@@ -376,7 +374,7 @@ def quantize_int8(
     count: int = DEFAULT_CALIB_COUNT,
     batch_size: int = 8,
     cache: bool = True,
-    tolerance: Tolerance = INT8_TOLERANCE,
+    tolerance: Tolerance | None = None,
     allow_mismatch: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
@@ -395,6 +393,8 @@ def quantize_int8(
     recipe, method = _check_int8_options(recipe, method, percentile, batch_size)
     src_path = Path(src)
     model, out, meta = _open_fp32_source(src_path, dst, "int8", load_weights=False)
+    # Trained weights make confident predictions: int8 must keep (almost all of) them.
+    tolerance = tolerance or precision_spec(Precision.int8).gate("convert", meta.weights_trained)
     opset = opset_of(model) or 0
     if opset < 13:
         raise ConfigError(
@@ -438,10 +438,6 @@ def quantize_int8(
     x = calib.held_out if calib.held_out is not None and held else calib.inputs[: min(len(calib.inputs), HELD_OUT)]
     what = f"{len(x)} held-out images" if held else f"{len(x)} calibration inputs (no images left to hold out)"
     report.extra["parity_inputs"] = what
-    if meta.weights_trained and tolerance.min_top1_agreement is None:
-        # Trained weights make confident predictions: int8 must keep (almost all of) them.
-        tolerance = Tolerance(tolerance.scale_rtol, tolerance.min_cosine, 0.9)
-        report.tolerance = tolerance.describe()
 
     def write(tmp: Path) -> None:
         say(f"quantizing ({recipe} recipe, {method} calibration on {len(inputs)} inputs)")

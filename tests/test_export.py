@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from resnet_deploy import ConfigError, ExportError, ParityError, create_model, export_onnx, list_models, read_metadata
+from resnet_deploy.layer_names import recorded_layers
 from resnet_deploy.parity import Tolerance
 from resnet_deploy.weights import state_dict_sha256
 from tests.test_fold import randomize_bn
@@ -63,12 +64,17 @@ def test_every_zoo_model_exports_and_matches_torch(name: str, tmp_path: Path) ->
     report = export_onnx(net, tmp_path, image_size=size)
     path = tmp_path / f"{name}.onnx"
     assert report.path == str(path.resolve()) and path.is_file()
-    assert report.parity_passed and [r.batch_size for r in report.parity] == [1, 3]
+    assert report.parity_passed and [r.batch_size for r in report.parity] == [1, 8]
     assert all(r.diff_to_scale <= 1e-4 and r.top1_agreement == 1.0 for r in report.parity)
     num_classes = 10 if size == 32 else 1000
     model = assert_clean_graph(path, num_classes, (size, size))
     assert report.nodes_by_op == dict(Counter(n.op_type for n in model.graph.node))
     assert report.nodes_by_op["Conv"] == sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    # Every conv, the classifier and each block are named by their torchvision module names.
+    layers = recorded_layers(model)
+    convs = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert set(convs) | {"fc", "avgpool", "layer1.0", "layer3.1"} <= set(layers) and layers[-1] == "fc"
+    assert {n.name for n in model.graph.node if n.op_type == "Conv"} == set(convs)
     assert report.file_size_bytes == path.stat().st_size
 
     # An independent check at a batch size the exporter never saw.
@@ -127,7 +133,7 @@ def test_variants_and_options(
 def test_fixed_batch(tmp_path: Path) -> None:
     report = export_onnx("resnet20", tmp_path / "b4.onnx", weights="random", batch=4)
     assert_clean_graph(tmp_path / "b4.onnx", 10, (32, 32), batch=4)
-    assert [r.batch_size for r in report.parity] == [4] and read_metadata(tmp_path / "b4.onnx")["batch"] == "4"
+    assert [r.batch_size for r in report.parity] == [4, 8] and read_metadata(tmp_path / "b4.onnx")["batch"] == "4"
     with pytest.raises(Exception, match="(?i)dimension|shape|index"):
         ort_run(tmp_path / "b4.onnx", np.zeros((2, 3, 32, 32), np.float32))
 

@@ -63,6 +63,23 @@ def check_cmd(
             "--min-top1", help="Require this top-1 agreement (images: fp16 0.98, int8 0.9).", show_default=False
         ),
     ] = None,
+    min_sqnr_db: Annotated[
+        float | None,
+        typer.Option(
+            "--min-sqnr-db",
+            help="Require this SQNR (dB) of the error against the logits' spread across samples "
+            "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
+            show_default=False,
+        ),
+    ] = None,
+    min_retrieval: Annotated[
+        float | None,
+        typer.Option(
+            "--min-retrieval",
+            help="Require this fraction of samples whose nearest reference output is their own (fp32/fp16 1, int8 0.9).",
+            show_default=False,
+        ),
+    ] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -75,8 +92,15 @@ def check_cmd(
     providers = providers_for(provider)
     sizes = _parse_batch_sizes(batch_sizes)
     tolerance = None
-    if rtol is not None or min_cosine is not None or min_top1 is not None:
-        tolerance = Tolerance(scale_rtol=rtol, min_cosine=min_cosine, min_top1_agreement=min_top1)
+    given = (rtol, min_cosine, min_top1, min_sqnr_db, min_retrieval)
+    if any(v is not None for v in given):  # the given criteria replace the precision's defaults
+        tolerance = Tolerance(
+            scale_rtol=rtol,
+            min_cosine=min_cosine,
+            min_top1_agreement=min_top1,
+            min_sqnr_db=min_sqnr_db,
+            min_retrieval=min_retrieval,
+        )
     failure: ParityError | None = None
     with _stages() as progress:
         progress("comparing")
@@ -171,6 +195,23 @@ def eval_cmd(
         typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint artifact.", show_default=False),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
+    min_sqnr_db: Annotated[
+        float | None,
+        typer.Option(
+            "--min-sqnr-db",
+            help="Require this SQNR (dB) of the error against the logits' spread across samples "
+            "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
+            show_default=False,
+        ),
+    ] = None,
+    min_retrieval: Annotated[
+        float | None,
+        typer.Option(
+            "--min-retrieval",
+            help="Require this fraction of samples whose nearest reference output is their own (fp32/fp16 1, int8 0.9).",
+            show_default=False,
+        ),
+    ] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

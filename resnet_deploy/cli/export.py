@@ -155,7 +155,7 @@ def export_cmd(
             batch=batch,
             opset=opset,
             exporter=exporter.value,
-            tolerance=Tolerance(scale_rtol=rtol),
+            tolerance=Tolerance(scale_rtol=rtol, min_retrieval=1.0),
         )
     _print_chain_warnings(report)
     _emit_json(report) if json_out else _render_chain(report)
