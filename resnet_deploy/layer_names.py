@@ -58,7 +58,7 @@ def _scope_of(node: onnx.NodeProto) -> str | None:
 def _weight_module(node: onnx.NodeProto, initializers: set[str]) -> str | None:
     """A Conv or Gemm named by its weight initializer (``layer1.0.conv1.weight``): any exporter."""
     if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
-        weight = node.input[1]
+        weight = str(node.input[1])
         if weight in initializers and weight.endswith(".weight"):
             return weight.removesuffix(".weight")
     return None
