@@ -27,6 +27,9 @@ class PrecisionSpec:
     # the model serves; noise lies outside them, so a good int8 model calibrated on images scores
     # 3-4 dB on noise (measured) and is judged on images instead.
     noise_judged: bool = True
+    # A layer of ``check --layers`` diverges when its SQNR (against its activations' spread across
+    # samples) falls under this; the first such layer in depth order is where the conversion broke.
+    layer_sqnr_db: float = 60.0
     trt_weak_flags: tuple[str, ...] = ()  # BuilderFlags for TensorRT < 10.12 (weakly typed builds)
 
     @property
@@ -51,7 +54,7 @@ _FP16 = Tolerance(scale_rtol=None, min_cosine=0.999, min_sqnr_db=25.0, min_retri
 _INT8 = Tolerance(scale_rtol=None, min_cosine=0.95, min_sqnr_db=5.0, min_retrieval=0.9)
 PRECISIONS: dict[Precision, PrecisionSpec] = {
     # fp32 must match PyTorch to float rounding.
-    Precision.fp32: PrecisionSpec(Precision.fp32, "", _FP32, _FP32, _FP32),
+    Precision.fp32: PrecisionSpec(Precision.fp32, "", _FP32, _FP32, _FP32, layer_sqnr_db=60.0),
     # fp16 keeps ~3 significant digits: judged by its error against the logits' spread, not an abs tolerance.
     Precision.fp16: PrecisionSpec(
         Precision.fp16,
@@ -59,6 +62,7 @@ PRECISIONS: dict[Precision, PrecisionSpec] = {
         convert_tolerance=_FP16,
         check_random=_FP16,
         check_images=replace(_FP16, min_top1_agreement=0.98),
+        layer_sqnr_db=25.0,
         trt_weak_flags=("FP16",),
     ),
     # int8 must stay well inside the logits' spread and, with trained weights, keep its answers.
@@ -69,6 +73,7 @@ PRECISIONS: dict[Precision, PrecisionSpec] = {
         check_random=_INT8,
         check_images=replace(_INT8, min_top1_agreement=0.9),
         noise_judged=False,
+        layer_sqnr_db=5.0,
         trt_weak_flags=("FP16", "INT8"),
     ),
 }
