@@ -53,6 +53,13 @@ class Int8Recipe(str, Enum):
     cpu = "cpu"
 
 
+class HighPrecision(str, Enum):
+    """The type an int8 graph computes in between its Q/DQ pairs (and in its excluded layers)."""
+
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
 class Exporter(str, Enum):
     """torch's ONNX exporter (auto: dynamo for opset >= 18)."""
 

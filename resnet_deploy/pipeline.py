@@ -30,6 +30,7 @@ from .precision import Int8Recipe, PrecisionReport, convert
 from .precisions import precision_spec
 from .records import record_check
 from .reports import Progress, Reporter
+from .sensitivity import DEFAULT_MAX_EXCLUDED
 from .sidecar import Profile
 
 
@@ -46,13 +47,34 @@ class PrecisionOptions:
     recipe: str = Int8Recipe.tensorrt.value
     seed: int = 0
     allow_mismatch: bool = False
+    # int8's layout (``quantize_int8``): layers kept out of int8, the classifier, the remainder's type
+    exclude: tuple[str, ...] = ()
+    quantize_classifier: bool = False
+    high_precision: str | None = None  # fp16 | fp32 (None: fp16 for the tensorrt recipe, fp32 for cpu)
+    auto_exclude: bool = False
+    max_excluded: int = DEFAULT_MAX_EXCLUDED
 
     def validate(self) -> None:
         """Every option error now, before a (long) export runs: a missing, empty or unreadable
         calibration folder included."""
         precision_spec(self.precision)
-        if self.fp16_io and self.precision != "fp16":
-            raise ConfigError("--fp16-io goes with --precision fp16")
+        if self.fp16_io and self.precision not in ("fp16", "int8"):
+            raise ConfigError("--fp16-io goes with --precision fp16 or int8")
+        int8_only = (
+            ("--exclude", bool(self.exclude)),
+            ("--quantize-classifier", self.quantize_classifier),
+            ("--high-precision", self.high_precision is not None),
+            ("--auto-exclude", self.auto_exclude),
+        )
+        for flag, given in int8_only:
+            if given and self.precision != "int8":
+                raise ConfigError(f"{flag} goes with --precision int8")
+        if self.auto_exclude and self.calib_images is None and self.calib is not None:
+            raise ConfigError(
+                "--auto-exclude ranks layers on held-out calibration images: pass --calib DIR, not random"
+            )
+        if not 1 <= self.max_excluded <= 1000:
+            raise ConfigError(f"--max-excluded {self.max_excluded}: must be an integer in 1-1000")
         if self.precision == "int8" and self.calib is None:
             raise ConfigError(
                 "--precision int8 needs calibration images: --calib DIR (or --calib random, with meaningless accuracy)"
@@ -92,6 +114,12 @@ class PrecisionOptions:
             "method": self.calib_method,
             "percentile": self.percentile,
             "count": self.calib_count,
+            "exclude": self.exclude,
+            "quantize_classifier": self.quantize_classifier,
+            "high_precision": self.high_precision,
+            "fp16_io": self.fp16_io,
+            "auto_exclude": self.auto_exclude,
+            "max_excluded": self.max_excluded,
             **common,
         }
 

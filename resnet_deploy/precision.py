@@ -22,7 +22,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import TensorProto, numpy_helper
 
 from ._version import __version__
 from .calibration import (  # noqa: F401  (re-exported: the precision API's names)
@@ -46,8 +45,9 @@ from .calibration import (  # noqa: F401  (re-exported: the precision API's name
     prepare_cache,
 )
 from .choices import Int8Recipe as Int8Recipe
-from .errors import ConfigError, ExportError, MissingDependencyError
-from .metrics import ParityResult, Tolerance, describe_parity, judged_batch_sizes
+from .errors import ConfigError, ExportError, MissingDependencyError, ParityError
+from .fp16 import FP16_MAX, FP16_TINY, convert_graph_to_fp16  # noqa: F401  (re-exported)
+from .metrics import MIN_JUDGED_SAMPLES, ParityResult, Tolerance, describe_parity, judged_batch_sizes
 from .onnx_io import (
     FLOAT_NCHW,
     ArtifactMeta,
@@ -59,12 +59,12 @@ from .onnx_io import (
     save_checked,
 )
 from .precisions import Precision, precision_spec, precision_suffixes
+from .qdq import Int8Layout, strip_branch_qdq
 from .reports import Progress, Reporter, check_output_path, owned_scratch, sha256_file, shown_path
 from .runtime.onnxrt import OnnxRuntimeRunner
+from .sensitivity import DEFAULT_MAX_EXCLUDED, SENSITIVITY_METHODS, auto_exclude
 from .stage import Verification, write_verified
 
-FP16_MAX = float(np.finfo(np.float16).max)  # 65504
-FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)  # 2**-24
 FP16_TOLERANCE = precision_spec(Precision.fp16).convert_tolerance  # trained weights' gates
 INT8_TOLERANCE = precision_spec(Precision.int8).convert_tolerance
 
@@ -138,73 +138,6 @@ def _verification(
         keep=keep,
         **inputs,
     )
-
-
-def _fp16_array(arr: NDArray[Any]) -> tuple[NDArray[Any], int, int]:
-    a = arr.astype(np.float64)
-    clamped = int(np.count_nonzero(np.abs(a) > FP16_MAX))
-    under = int(np.count_nonzero((a != 0) & (np.abs(a) < FP16_TINY / 2)))
-    return np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16), clamped, under
-
-
-def convert_graph_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> tuple[int, int]:
-    """In place: every float tensor of ``model`` becomes FP16. Returns (clamped, underflowed)."""
-    graph = model.graph
-    clamped = under = 0
-    for i, init in enumerate(graph.initializer):
-        if init.data_type == TensorProto.FLOAT:
-            arr, c, u = _fp16_array(numpy_helper.to_array(init))
-            clamped, under = clamped + c, under + u
-            graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, init.name))
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
-                arr, c, u = _fp16_array(numpy_helper.to_array(attr.t))
-                clamped, under = clamped + c, under + u
-                attr.t.CopyFrom(numpy_helper.from_array(arr, attr.t.name))
-            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
-                attr.i = TensorProto.FLOAT16
-            if attr.type == onnx.AttributeProto.GRAPH:
-                raise ExportError(f"to_fp16 does not handle subgraphs ({node.op_type} node {node.name!r})")
-    for value in graph.value_info:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
-            value.type.tensor_type.elem_type = TensorProto.FLOAT16
-
-    io_type = TensorProto.FLOAT if keep_io_types else TensorProto.FLOAT16
-    init_names = {t.name for t in graph.initializer}
-    for value in graph.input:
-        if value.name in init_names or value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        value.type.tensor_type.elem_type = io_type
-        if keep_io_types:  # input (fp32) -> Cast -> input_fp16 -> the graph
-            inner = f"{value.name}_fp16"
-            for node in graph.node:
-                for j, name in enumerate(node.input):
-                    if name == value.name:
-                        node.input[j] = inner
-            graph.node.insert(
-                0,
-                onnx.helper.make_node(
-                    "Cast", [value.name], [inner], name=f"{value.name}_to_fp16", to=TensorProto.FLOAT16
-                ),
-            )
-    for value in graph.output:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        value.type.tensor_type.elem_type = io_type
-        if keep_io_types:  # the graph -> logits_fp16 -> Cast -> logits (fp32)
-            inner = f"{value.name}_fp16"
-            for node in graph.node:
-                for j, name in enumerate(node.output):
-                    if name == value.name:
-                        node.output[j] = inner
-                for j, name in enumerate(node.input):
-                    if name == value.name:
-                        node.input[j] = inner
-            graph.node.append(
-                onnx.helper.make_node("Cast", [inner], [value.name], name=f"{value.name}_to_fp32", to=TensorProto.FLOAT)
-            )
-    return clamped, under
 
 
 def _open_fp32_source(
@@ -315,46 +248,6 @@ def to_fp16(
 INT8_RECIPES = tuple(r.value for r in Int8Recipe)
 
 
-def strip_branch_qdq(model: onnx.ModelProto) -> int:
-    """TensorRT's placement for residual blocks: keep Q/DQ on the *residual* input of each Add and
-    remove it from the input that a Conv produces, so TensorRT fuses that Conv + Add (+ ReLU) into
-    one INT8 kernel (NVIDIA's Q/DQ placement guide; ModelOpt does the same). A Q/DQ pair on the
-    conv branch would force the conv and the add apart. Where both inputs come from convolutions
-    (a projection shortcut), the main branch is the one computed later. Returns the pairs removed."""
-    graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    index = {id(n): i for i, n in enumerate(graph.node)}
-    consumers: dict[str, int] = {}
-    for n in graph.node:
-        for name in n.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    removed = 0
-    for add in [n for n in graph.node if n.op_type == "Add"]:
-        branches: list[tuple[int, int, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]] = []
-        for k, name in enumerate(add.input):
-            dq = producer.get(name)
-            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            conv = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
-            if dq is not None and q is not None and conv is not None and conv.op_type == "Conv":
-                act = producer.get(conv.input[0])
-                branches.append((index[id(act)] if act is not None else -1, k, dq, q, conv))
-        if not branches:
-            continue
-        _, k, dq, q, conv = max(branches, key=lambda b: b[0])  # the main branch: computed last
-        add.input[k] = conv.output[0]
-        consumers[dq.output[0]] -= 1
-        if consumers[dq.output[0]] == 0:
-            graph.node.remove(dq)
-            consumers[q.output[0]] -= 1
-            if consumers[q.output[0]] == 0:
-                graph.node.remove(q)
-        removed += 1
-    used = {name for n in graph.node for name in n.input}
-    for init in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(init)
-    return removed
-
-
 def _ort_quantization() -> Any:
     try:
         from onnxruntime import quantization
@@ -379,6 +272,13 @@ def quantize_int8(
     seed: int = 0,
     progress: Progress | None = None,
     steps: Steps | None = None,
+    exclude: Sequence[str] = (),
+    quantize_classifier: bool = False,
+    high_precision: str | None = None,
+    fp16_io: bool = False,
+    auto_exclude: bool = False,
+    max_excluded: int = DEFAULT_MAX_EXCLUDED,
+    sensitivity: str = "loo",
 ) -> PrecisionReport:
     """FP32 ONNX -> INT8 ONNX with explicit QuantizeLinear/DequantizeLinear pairs.
 
@@ -387,12 +287,22 @@ def quantize_int8(
     (what TensorRT 10/11 needs to build and fuse conv+add+relu in INT8). ``recipe="cpu"``: uint8
     activations x int8 per-channel weights, ONNX Runtime's fast x86 path. Calibration ranges are
     cached by model hash, inputs and method, so the same run twice calibrates once.
+
+    The graph around the pairs (``Int8Layout``): ``exclude`` (module names or globs such as
+    ``layer4.*``) keeps those layers out of int8; the tensorrt recipe keeps the classifier in float
+    unless ``quantize_classifier``, and runs everything between the pairs in ``high_precision``
+    (fp16 by default, fp32 for the cpu recipe) with float32 I/O unless ``fp16_io``. ``auto_exclude``
+    ranks the layers by int8 sensitivity on the held-out images and excludes the worst until the
+    gate passes (at most ``max_excluded``; ``sensitivity`` loo | single).
     """
     say = Reporter(progress)
     t0 = time.perf_counter()
     recipe, method = _check_int8_options(recipe, method, percentile, batch_size)
     src_path = Path(src)
     model, out, meta = _open_fp32_source(src_path, dst, "int8", load_weights=False)
+    layout = Int8Layout.resolve(model, recipe, exclude, quantize_classifier, high_precision, fp16_io)
+    if auto_exclude:
+        _check_repair_options(calibration, max_excluded, sensitivity)
     # Trained weights make confident predictions: int8 must keep (almost all of) them.
     tolerance = tolerance or precision_spec(Precision.int8).gate("convert", meta.weights_trained)
     opset = opset_of(model) or 0
@@ -417,11 +327,14 @@ def quantize_int8(
         path=shown_path(out),
         source=str(src_path.resolve()),
         precision="int8",
-        io_dtype="float32",
+        io_dtype="float16" if layout.fp16_io else "float32",
         source_sha256=source_sha,
         tolerance=tolerance.describe(),
     )
     report.extra["recipe"] = recipe
+    report.extra["high_precision"] = layout.high_precision
+    report.extra["classifier"] = "float" if "fc" in layout.by_default else "int8"
+    report.extra["excluded"] = []
     report.extra["residual_branch_qdq_removed"] = 0
     report.extra["calibration"] = {
         "source": calib.source,
@@ -438,6 +351,11 @@ def quantize_int8(
     x = calib.held_out if calib.held_out is not None and held else calib.inputs[: min(len(calib.inputs), HELD_OUT)]
     what = f"{len(x)} held-out images" if held else f"{len(x)} calibration inputs (no images left to hold out)"
     report.extra["parity_inputs"] = what
+    if auto_exclude and (not held or len(x) < MIN_JUDGED_SAMPLES):
+        raise ConfigError(
+            f"--auto-exclude judges each exclusion on held-out images: {calib.source} left {len(x) if held else 0} "
+            f"(it needs {MIN_JUDGED_SAMPLES}; give more images than --calib-count)"
+        )
 
     def write(tmp: Path) -> None:
         say(f"quantizing ({recipe} recipe, {method} calibration on {len(inputs)} inputs)")
@@ -445,6 +363,15 @@ def quantize_int8(
         _run_quantizer(src_path, tmp, reader, recipe, method, percentile, cache_path)
         qmodel = onnx.load(str(tmp))
         report.extra["residual_branch_qdq_removed"] = strip_branch_qdq(qmodel) if recipe == "tensorrt" else 0
+        source = onnx.load(str(src_path))
+        report.extra["excluded"] = layout.dequantize(qmodel, source)
+        if auto_exclude:
+            say("ranking layers by int8 sensitivity (--auto-exclude)")
+            qmodel = _repair(
+                qmodel, source, run_onnx(src_path, x), layout, x, tolerance, report, max_excluded, sensitivity
+            )
+        del source
+        layout.finish(qmodel)
         updates = {
             "precision": "int8",
             "int8_recipe": recipe,
@@ -454,6 +381,7 @@ def quantize_int8(
             "source_precision": "fp32",
             "source_sha256": source_sha,
             "toolkit_version": __version__,
+            **layout.metadata(report.extra["excluded"]),
         }
         (ArtifactMeta.from_model(qmodel) | updates).write_to(qmodel)
         qmodel.producer_name, qmodel.producer_version = "resnet-deploy", __version__
@@ -466,6 +394,44 @@ def quantize_int8(
     write_verified(out, report, write, verification)
     report.seconds = {"total": round(time.perf_counter() - t0, 3)}
     return report
+
+
+def _repair(
+    qmodel: onnx.ModelProto,
+    source: onnx.ModelProto,
+    ref: NDArray[Any],
+    layout: Int8Layout,
+    x: NDArray[Any],
+    tolerance: Tolerance,
+    report: PrecisionReport,
+    max_excluded: int,
+    sensitivity: str,
+) -> onnx.ModelProto:
+    """``--auto-exclude``: the repaired graph, its ranking and steps in the report; a ParityError
+    carrying the report (nothing written) when the bound is hit."""
+    try:
+        repaired, found = auto_exclude(
+            qmodel, source, x, ref, tolerance, finish=layout.finish, method=sensitivity, max_excluded=max_excluded
+        )
+    except ParityError as e:
+        report.extra["auto_exclude"] = e.report.to_dict() if e.report is not None else None
+        report.extra["excluded"] = [*report.extra["excluded"], *(e.report.excluded if e.report else [])]
+        report.written = False
+        raise ParityError(str(e) + "; nothing was written", report) from None
+    report.extra["auto_exclude"] = found.to_dict()
+    report.extra["excluded"] = [*report.extra["excluded"], *found.excluded]
+    return repaired
+
+
+def _check_repair_options(calibration: Any, max_excluded: int, sensitivity: str) -> None:
+    if (isinstance(calibration, str) and calibration == "random") or isinstance(calibration, np.ndarray):
+        raise ConfigError(
+            "--auto-exclude ranks layers on held-out calibration images: pass --calib DIR (a folder of images)"
+        )
+    if sensitivity not in SENSITIVITY_METHODS:
+        raise ConfigError(f"unknown sensitivity method {sensitivity!r}: choose one of {', '.join(SENSITIVITY_METHODS)}")
+    if isinstance(max_excluded, bool) or not isinstance(max_excluded, int) or not 1 <= max_excluded <= 1000:
+        raise ConfigError(f"--max-excluded {max_excluded}: must be an integer in 1-1000")
 
 
 def _check_int8_options(recipe: str, method: str, percentile: float, batch_size: int) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from ..choices import ConvertPrecision
 from ..choices import Device as DeviceChoice
 from ..choices import Exporter as ExporterChoice
 from ..choices import HardwareCompat as HardwareCompatChoice
+from ..choices import HighPrecision as HighPrecisionChoice
 from ..choices import InputFormat as InputFormatChoice
 from ..choices import Int8Recipe as RecipeChoice
 from ..choices import Kind as KindChoice
@@ -67,6 +68,7 @@ __all__ = [
     "ExporterChoice",
     "FormatChoice",
     "HardwareCompatChoice",
+    "HighPrecisionChoice",
     "InputFormatChoice",
     "KindChoice",
     "PrecisionChoice",
@@ -95,6 +97,26 @@ RECIPE_OPT = typer.Option(
     "--int8-recipe",
     help="tensorrt: symmetric int8, zero points 0, Q/DQ on residual Adds (TensorRT 10/11). cpu: uint8 x int8 (ONNX Runtime x86).",
 )
+
+EXCLUDE_OPT = typer.Option(
+    "--exclude",
+    help="int8: keep this module out of int8, in the high-precision type (repeatable; globs such as 'layer4.*').",
+    show_default=False,
+)
+QUANTIZE_CLASSIFIER_OPT = typer.Option(
+    "--quantize-classifier",
+    help="int8, tensorrt recipe: quantize the classifier (fc) too (default: kept in float, as ModelOpt does).",
+)
+HIGH_PRECISION_OPT = typer.Option(
+    "--high-precision",
+    help="int8: the type between the Q/DQ pairs: fp16 (default for the tensorrt recipe) or fp32 (the cpu recipe's).",
+    show_default=False,
+)
+AUTO_EXCLUDE_OPT = typer.Option(
+    "--auto-exclude",
+    help="int8: rank layers by int8 sensitivity on held-out calibration images and exclude the worst until parity passes.",
+)
+MAX_EXCLUDED_OPT = typer.Option("--max-excluded", help="With --auto-exclude: the most layers it may exclude.")
 
 PROVIDER_OPT = typer.Option(
     "--provider", help="ONNX Runtime provider for ONNX artifacts: cpu, cuda or tensorrt (no silent CPU fallback)."

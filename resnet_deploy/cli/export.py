@@ -14,16 +14,22 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ._common import (
+    AUTO_EXCLUDE_OPT,
     CALIB_COUNT_OPT,
     CALIB_METHOD_OPT,
     CALIB_OPT,
+    EXCLUDE_OPT,
+    HIGH_PRECISION_OPT,
+    MAX_EXCLUDED_OPT,
     PERCENTILE_OPT,
+    QUANTIZE_CLASSIFIER_OPT,
     RECIPE_OPT,
     SEED_BOUNDS,
     CalibMethodChoice,
     ConvertPrecision,
     ExporterChoice,
     FormatChoice,
+    HighPrecisionChoice,
     InputFormatChoice,
     PrecisionChoice,
     RecipeChoice,
@@ -112,6 +118,11 @@ def export_cmd(
     calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
     percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
     int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
+    exclude: Annotated[list[str] | None, EXCLUDE_OPT] = None,
+    quantize_classifier: Annotated[bool, QUANTIZE_CLASSIFIER_OPT] = False,
+    high_precision: Annotated[HighPrecisionChoice | None, HIGH_PRECISION_OPT] = None,
+    auto_exclude: Annotated[bool, AUTO_EXCLUDE_OPT] = False,
+    max_excluded: Annotated[int, MAX_EXCLUDED_OPT] = 8,
     fmt: Annotated[
         FormatChoice,
         typer.Option("--format", help="onnx, or engine: also build a TensorRT plan beside the ONNX and check it."),
@@ -137,6 +148,7 @@ def export_cmd(
     options = _precision_options(
         precision, fp16_io, calib, calib_count, calib_method, percentile, int8_recipe, seed, allow_mismatch
     )
+    options = _with_int8_layout(options, exclude, quantize_classifier, high_precision, auto_exclude, max_excluded)
     name = resolve_model(depth, model)
     with _parity_report_on_failure(json_out), _stages() as progress:
         report = export_chain(
@@ -179,6 +191,11 @@ def convert_cmd(
     calib_method: Annotated[CalibMethodChoice, CALIB_METHOD_OPT] = CalibMethodChoice.entropy,
     percentile: Annotated[float, PERCENTILE_OPT] = 99.999,
     int8_recipe: Annotated[RecipeChoice, RECIPE_OPT] = RecipeChoice.tensorrt,
+    exclude: Annotated[list[str] | None, EXCLUDE_OPT] = None,
+    quantize_classifier: Annotated[bool, QUANTIZE_CLASSIFIER_OPT] = False,
+    high_precision: Annotated[HighPrecisionChoice | None, HIGH_PRECISION_OPT] = None,
+    auto_exclude: Annotated[bool, AUTO_EXCLUDE_OPT] = False,
+    max_excluded: Annotated[int, MAX_EXCLUDED_OPT] = 8,
     seed: Annotated[int, typer.Option(help="Seed for the comparison inputs (and --calib random).", **SEED_BOUNDS)] = 0,
     allow_mismatch: Annotated[
         bool, typer.Option("--allow-mismatch", help="Keep the file even if the comparison with fp32 fails.")
@@ -191,6 +208,7 @@ def convert_cmd(
     options = _precision_options(
         precision, fp16_io, calib, calib_count, calib_method, percentile, int8_recipe, seed, allow_mismatch
     )
+    options = _with_int8_layout(options, exclude, quantize_classifier, high_precision, auto_exclude, max_excluded)
     with _parity_report_on_failure(json_out), _stages() as progress:
         converted = convert(artifact, output, options.precision, progress=progress, **options.converter_options())
     _print_precision_warnings(converted.warnings)
@@ -230,6 +248,29 @@ def _precision_options(
     )
     options.validate()
     return options
+
+
+def _with_int8_layout(
+    options: PrecisionOptions,
+    exclude: list[str] | None,
+    quantize_classifier: bool,
+    high_precision: HighPrecisionChoice | None,
+    auto_exclude: bool,
+    max_excluded: int,
+) -> PrecisionOptions:
+    """The int8 layout options added to export's / convert's precision options, checked."""
+    from dataclasses import replace
+
+    layout = replace(
+        options,
+        exclude=tuple(exclude or ()),
+        quantize_classifier=quantize_classifier,
+        high_precision=high_precision.value if high_precision else None,
+        auto_exclude=auto_exclude,
+        max_excluded=max_excluded,
+    )
+    layout.validate()
+    return layout
 
 
 @contextmanager
@@ -315,7 +356,12 @@ def _render_precision(report: Any) -> None:
         )
     else:
         c = report.extra["calibration"]
-        grid.add_row("int8", f"{report.extra['recipe']} recipe")
+        x = report.extra
+        grid.add_row(
+            "int8",
+            f"{x['recipe']} recipe, {x['high_precision']} between the Q/DQ pairs, classifier in {x['classifier']}",
+        )
+        grid.add_row("excluded", escape(", ".join(x["excluded"]) or "none"))
         grid.add_row(
             "calibration",
             escape(
@@ -325,16 +371,43 @@ def _render_precision(report: Any) -> None:
     grid.add_row("parity", f"{status} vs fp32 ONNX ({report.tolerance})")
     out.print(grid)
     table = Table(show_edge=False, box=None, padding=(0, 2))
-    for col in ("batch", "cosine (min)", "top-1 agree", "top-5 agree", "max diff / max|logit|", "max abs diff"):
+    for col in ("batch", "SQNR dB", "retrieval", "cosine (min)", "top-1 agree", "top-5 agree", "max diff / max|logit|"):
         table.add_column(col, justify="right")
     for r in report.parity:
         table.add_row(
             str(r.batch_size),
+            "-" if r.sqnr_db is None else f"{r.sqnr_db:.1f}",
+            "-" if r.retrieval is None else f"{r.retrieval:.0%}",
             f"{r.cosine_min:.6f}",
             f"{r.top1_agreement:.0%}",
             f"{r.top5_agreement:.0%}",
             f"{r.diff_to_scale:.2e}",
-            f"{r.max_abs_diff:.2e}",
+        )
+    out.print(table)
+    auto = report.extra.get("auto_exclude") if report.precision == "int8" else None
+    if auto and auto.get("ranking"):
+        _render_auto_exclude(auto)
+
+
+def _render_auto_exclude(auto: dict[str, Any]) -> None:
+    """--auto-exclude: the sensitivity ranking, and what each exclusion bought."""
+    base = auto["baseline"]
+    out.print(
+        f"[bold]--auto-exclude[/] ({auto['method']}): before, SQNR {base['sqnr_db']} dB, retrieval "
+        f"{base['retrieval']}; ranking (top 10, dB the output gains):",
+        highlight=False,
+    )
+    out.print("  " + ", ".join(f"{escape(r['module'])} {r['score_db']:+.1f}" for r in auto["ranking"][:10]))
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("excluded", "SQNR dB", "gained dB", "retrieval", "gate"):
+        table.add_column(col, justify="right")
+    for step in auto["steps"]:
+        table.add_row(
+            escape(step["module"]),
+            f"{step['sqnr_db']}",
+            f"{step['gained_db']:+.1f}" if step["gained_db"] is not None else "-",
+            f"{step['retrieval']}",
+            "[green]passes[/]" if step["passed"] else "fails",
         )
     out.print(table)
 
