@@ -1,8 +1,13 @@
 """TensorRT engines: build from a toolkit ONNX, a JSON sidecar beside the plan, verified loading.
 
-The sidecar and its rules live in ``sidecar.py`` (no TensorRT there). ``load_engine`` verifies the
-plan against its sidecar and the sidecar against the running TensorRT and GPU (a mismatch is
-refused with what differs and how to rebuild), then deserializes.
+The sidecar and its rules live in ``sidecar.py`` (no TensorRT there). Every build also saves
+TensorRT's own layer information beside the plan (``resnet50.int8.plan.layers.json``, the engine
+inspector's JSON from a build with detailed profiling verbosity) and reports each layer's precision
+by module; in an int8 engine a convolution TensorRT does not run in int8 is a warning, or with
+``strict_precision`` a refusal before anything is written (``engine_layers.py``, no TensorRT
+there either). ``load_engine`` verifies the plan against its sidecar and the sidecar against the
+running TensorRT and GPU (a mismatch is refused with what differs and how to rebuild), then
+deserializes.
 
 TensorRT >= 10.12 and 11.x build strongly typed networks: the precision comes from the ONNX
 (fp32, fp16 tensors, or int8 Q/DQ). Older TensorRT 10 builds weakly typed with the FP16/INT8
@@ -20,6 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine_layers import (
+    Int8Check,
+    LayerReport,
+    check_int8,
+    int8_convolutions,
+    layers_path,
+    onnx_ops,
+    parse_layer_information,
+)
 from .errors import ConfigError, EngineError, MissingDependencyError
 from .onnx_io import ArtifactMeta, check_external_data, graph_precision, load_onnx
 from .reports import Progress, atomic_path, atomic_write_text, check_output_path, sha256_file, shown_path
@@ -53,6 +67,7 @@ __all__ = [  # the engine API, with the sidecar names it has always exported
     "build_engine",
     "build_mode",
     "compatibility_problems",
+    "layers_path",
     "load_engine",
     "onnx_profile",
     "parse_version",
@@ -89,14 +104,25 @@ class BuildReport:
     sidecar: Sidecar
     timing_cache: str | None
     warnings: list[str] = field(default_factory=list)
+    layers: LayerReport | None = None  # TensorRT's layer information, parsed (None: unavailable)
+    int8_check: Int8Check | None = None  # an int8 engine's convolutions that do not run in int8
+    layers_path: str | None = None  # where TensorRT's layer information was saved
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        check = self.int8_check
         return {
             "path": self.path,
             "sidecar_path": str(sidecar_path(self.path)),
             **self.sidecar.to_dict(),
             "timing_cache": self.timing_cache,
+            "layers_path": self.layers_path,
+            "layers": [layer.to_dict() for layer in self.layers.layers] if self.layers else [],
+            "precision_counts": self.layers.precision_counts() if self.layers else {},
+            "non_int8_convolutions": [c.to_dict() for c in check.non_int8] if check else None,
+            "unchecked_convolutions": check.unchecked if check else None,
             "warnings": self.warnings,
+            "notes": self.notes,
         }
 
 
@@ -133,9 +159,15 @@ def build_engine(
     hardware_compat: str = "none",
     version_compatible: bool = False,
     opt_level: int | None = None,
+    strict_precision: bool = False,
     progress: Progress | None = None,
 ) -> BuildReport:
-    """ONNX -> TensorRT plan + sidecar, written atomically beside each other."""
+    """ONNX -> TensorRT plan + sidecar + TensorRT's layer information (``PLAN.layers.json``, from an
+    engine built with detailed profiling verbosity), written atomically beside each other.
+
+    In an int8 engine, a convolution TensorRT does not run in int8 is a warning in the report;
+    ``strict_precision=True`` refuses such an engine with ``EngineError`` before anything is written.
+    """
     say = progress or (lambda _stage: None)
     src = Path(onnx_path)
     profile, meta, precision = onnx_profile(src, min_batch, opt_batch, max_batch)
@@ -147,6 +179,8 @@ def build_engine(
         raise ConfigError(f"--workspace {workspace_gib}: must be positive (GiB)")
     default = src.with_suffix(".plan")
     out = check_output_path(output if output is not None else default, default.name)
+    if layers_path(out).is_dir():
+        raise ConfigError(f"{layers_path(out)} is a folder: the plan's layer information is written there")
     env = runtime_env()
     trt = _tensorrt()
     mode = build_mode(trt.__version__)
@@ -159,26 +193,9 @@ def build_engine(
     if not parser.parse_from_file(str(src)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineError(f"TensorRT cannot parse {src.name}: {errors[:500]}")
-    config = builder.create_builder_config()
-    if workspace_gib is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if opt_level is not None:
-        config.builder_optimization_level = opt_level
-    if hardware_compat != "none":
-        level = {"ampere-plus": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}[hardware_compat]
-        if not hasattr(trt.HardwareCompatibilityLevel, level):
-            raise EngineError(f"--hardware-compat {hardware_compat} is not available in TensorRT {trt.__version__}")
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+    config = _builder_config(trt, builder, precision, mode, workspace_gib, opt_level, hardware_compat)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        # TensorRT enables TF32 by default: ~1e-3 relative error on ResNets, far outside fp32 parity.
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if mode == "weakly-typed":  # TensorRT < 10.12: precision through builder flags
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
     input_name = network.get_input(0).name
     trt_profile = builder.create_optimization_profile()
     shapes = profile.shapes()
@@ -198,6 +215,9 @@ def build_engine(
     if plan is None:
         raise EngineError(f"TensorRT could not build an engine from {src.name} (see the TensorRT log above)")
     data = bytes(plan)
+    say("reading the engine's layers")
+    info, reason = _engine_information(trt, logger, data, input_name, shapes["opt"], version_compatible)
+    layers, check, layer_warnings = _layer_report(info, reason, src, precision, strict_precision)  # before writing
     sidecar = Sidecar(
         tensorrt_version=trt.__version__,
         cuda_version=_tensorrt_cuda(),
@@ -217,14 +237,117 @@ def build_engine(
         build_seconds=round(seconds, 2),
         metadata=meta,
     )
-    # Sidecar first, plan last: a plan on disk always has the sidecar that describes it.
-    atomic_write_text(sidecar_path(out), json.dumps(sidecar.to_dict(), indent=2) + "\n")
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(data)
+    _write_plan(out, sidecar, data, info)
     if cache_path is not None:
         with atomic_path(cache_path) as tmp_cache:
             tmp_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return BuildReport(shown_path(out), sidecar, str(cache_path) if cache_path else None, warnings)
+    return BuildReport(
+        shown_path(out),
+        sidecar,
+        str(cache_path) if cache_path else None,
+        warnings + layer_warnings,
+        layers=layers,
+        int8_check=check,
+        layers_path=shown_path(layers_path(out)) if info is not None else None,
+        notes=check.notes if check is not None else [],
+    )
+
+
+def _builder_config(
+    trt: Any,
+    builder: Any,
+    precision: str,
+    mode: str,
+    workspace_gib: float | None,
+    opt_level: int | None,
+    hardware_compat: str,
+) -> Any:
+    """The builder config: memory, optimization level, hardware compatibility, precision flags, and
+    detailed profiling verbosity (so the engine inspector shows each layer's precision and tactic)."""
+    config = builder.create_builder_config()
+    if workspace_gib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if opt_level is not None:
+        config.builder_optimization_level = opt_level
+    if hardware_compat != "none":
+        level = {"ampere-plus": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}[hardware_compat]
+        if not hasattr(trt.HardwareCompatibilityLevel, level):
+            raise EngineError(f"--hardware-compat {hardware_compat} is not available in TensorRT {trt.__version__}")
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TensorRT enables TF32 by default: ~1e-3 relative error on ResNets, far outside fp32 parity.
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if mode == "weakly-typed":  # TensorRT < 10.12: precision through builder flags
+        if precision in ("fp16", "int8"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    return config
+
+
+def _engine_information(
+    trt: Any, logger: Any, data: bytes, input_name: str, opt_shape: list[int], host_code: bool
+) -> tuple[str | None, str]:
+    """TensorRT's layer information for the plan just built, as JSON (what ``trtexec
+    --exportLayerInfo`` writes), read through an execution context at the profile's opt shape (a
+    dynamic-shape engine shows its formats only for set shapes); or None and why not."""
+    runtime = trt.Runtime(logger)
+    if host_code:  # a version-compatible plan we built ourselves: its lean runtime is ours
+        runtime.engine_host_code_allowed = True
+    engine = context = inspector = None
+    try:
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            return None, "TensorRT could not deserialize the plan it built, to read its layer information"
+        inspector = engine.create_engine_inspector()
+        context = engine.create_execution_context()
+        if context is not None and context.set_input_shape(input_name, opt_shape):
+            try:
+                inspector.execution_context = context  # TensorRT 10/11 (8.x called it 'context')
+            except AttributeError:
+                inspector.context = context
+        text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    except (AttributeError, RuntimeError, TypeError, ValueError) as e:  # the plan is fine; its report is extra
+        return None, f"TensorRT's layer information is unavailable ({type(e).__name__}: {e})"
+    finally:
+        del inspector, context, engine  # before the runtime: TensorRT objects outlive nothing they need
+    return str(text), ""
+
+
+def _layer_report(
+    info: str | None, reason: str, src: Path, precision: str, strict: bool
+) -> tuple[LayerReport | None, Int8Check | None, list[str]]:
+    """The parsed layer information, for an int8 engine its convolutions not in int8, and the
+    warnings; with ``strict``, an ``EngineError`` when a conv is not int8 or the precisions cannot be read."""
+    layers = None
+    if info is not None:
+        model = load_onnx(src, load_weights=False)
+        try:
+            layers = parse_layer_information(info, onnx_nodes=onnx_ops(model), source="TensorRT's layer information")
+        except EngineError as e:
+            reason = str(e)
+    if layers is None:
+        if strict and precision == "int8":
+            raise EngineError(
+                f"int8 engine refused (--strict-precision): its layer precisions cannot be read: {reason}"
+            )
+        return None, None, [reason]
+    check = check_int8(layers, intended=int8_convolutions(model), strict=strict) if precision == "int8" else None
+    return layers, check, layers.notes + (check.warnings if check is not None else [])
+
+
+def _write_plan(out: Path, sidecar: Sidecar, data: bytes, info: str | None) -> None:
+    """Sidecar first, then the layer information, plan last: a plan on disk always has the sidecar
+    (and the layer report) that describe it."""
+    atomic_write_text(sidecar_path(out), json.dumps(sidecar.to_dict(), indent=2) + "\n")
+    layers_file = layers_path(out)
+    if info is not None:
+        atomic_write_text(layers_file, info if info.endswith("\n") else info + "\n")
+    elif layers_file.is_symlink() or layers_file.is_file():  # an earlier plan's: it would lie about this one
+        layers_file.unlink()
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
 
 
 def read_timing_cache(path: Path | None) -> bytes:

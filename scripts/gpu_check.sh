@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # GPU-machine check, under 5 minutes on one GPU. Usage: scripts/gpu_check.sh [LOG_DIR]
 #   1. environment (GPU, driver, CUDA, torch, onnx, onnxruntime, TensorRT if any)
-#   2. the gpu- and tensorrt-marked tests (those without TensorRT skip with a reason)
+#   2. the gpu- and tensorrt-marked tests (those without TensorRT skip with a reason), among them
+#      the engine's layer report (tests/test_gpu.py: every conv of an int8 resnet20 engine in int8)
+#   2b. where TensorRT is importable: 'resnet-deploy build --strict-precision --json' of an int8
+#      resnet20 (layer3.2.conv2 excluded where convert has --exclude); TensorRT's layer information
+#      (r20.int8.plan.layers.json) and the build report (engine_layers.json) are kept in LOG
 #   3. benchmarks/gpu_table.py (short): torch CUDA fp32 / fp16+channels_last / +CUDA graphs latency
 #   4. scripts/gpu_check.py: torch CUDA runner variants vs the CPU reference (ResNet-50), and
 #      fp16/int8 TensorRT engines built and checked where TensorRT is importable
@@ -39,10 +43,30 @@ if "$PY" -c "import pytest" 2>/dev/null; then
 else
   echo "pytest: not installed here, marked tests skipped" | tee "$LOG/pytest.txt"
 fi
+rc3=0
+if "$PY" -c "import tensorrt" 2>/dev/null; then
+  W="$(mktemp -d)"
+  EXCLUDE=()
+  "$PY" -m resnet_deploy convert --help 2>/dev/null | grep -q -- "--exclude" && EXCLUDE=(--exclude layer3.2.conv2)
+  {
+    timeout 60 "$PY" -m resnet_deploy export -m resnet20 -w random -o "$W/r20.onnx" &&
+      timeout 60 "$PY" -m resnet_deploy convert "$W/r20.onnx" --precision int8 --calib random ${EXCLUDE[@]+"${EXCLUDE[@]}"} \
+        -o "$W/r20.int8.onnx" &&
+      timeout 120 "$PY" -m resnet_deploy build "$W/r20.int8.onnx" --min-batch 1 --opt-batch 4 --max-batch 8 \
+        --strict-precision --json > "$LOG/engine_layers.json"
+  } > "$LOG/engine_layers.txt" 2>&1
+  rc3=$?
+  cp "$W/r20.int8.plan.layers.json" "$LOG/" 2>/dev/null
+  rm -rf "$W"
+  echo "engine layer report (build --strict-precision ${EXCLUDE[*]-}): exit $rc3; see $LOG/engine_layers.txt"
+  tail -n 5 "$LOG/engine_layers.txt"
+else
+  echo "engine layer report: skipped (tensorrt is not installed here)" | tee "$LOG/engine_layers.txt"
+fi
 timeout 120 "$PY" benchmarks/gpu_table.py --batch-sizes 1,8,64 --duration-s 1 --rounds 2 --no-compile \
   --out "$LOG" > "$LOG/gpu_table.txt" 2>&1 || echo "gpu_table: failed or skipped (see $LOG/gpu_table.txt)"
 tail -n 16 "$LOG/gpu_table.txt"
 timeout 240 "$PY" scripts/gpu_check.py "$LOG" > "$LOG/gpu_check.txt" 2>&1
 rc2=$?
 tail -n 12 "$LOG/gpu_check.txt"
-[ "$rc" -eq 0 ] && [ "$rc2" -eq 0 ]
+[ "$rc" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ]
