@@ -9,8 +9,31 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..reports import printable
 from ._common import PROVIDER_OPT, SEED_BOUNDS, _emit_json, _parse_batch_sizes, _stages, err, out
+
+MIN_SQNR_OPT = typer.Option(
+    "--min-sqnr-db",
+    help="Require this SQNR (dB) of the error against the logits' spread across samples "
+    "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
+    show_default=False,
+)
+MIN_RETRIEVAL_OPT = typer.Option(
+    "--min-retrieval",
+    help="Require this fraction of samples whose nearest reference output is their own (fp32/fp16 1, int8 0.9).",
+    show_default=False,
+)
+LAYERS_OPT = typer.Option(
+    "--layers",
+    help="Compare every layer (torchvision module names) and name the first divergent one: a diagnosis, "
+    "no parity record is written. Inputs: --images, else the --batch-sizes random inputs as one set (8+ samples).",
+)
+PLOT_OPT = typer.Option(
+    "--plot",
+    help='With --layers: write a PNG of SQNR by depth (needs matplotlib: pip install "resnet-deploy\\[plot]").',
+    show_default=False,
+)
 
 
 def check_cmd(
@@ -63,27 +86,15 @@ def check_cmd(
             "--min-top1", help="Require this top-1 agreement (images: fp16 0.98, int8 0.9).", show_default=False
         ),
     ] = None,
-    min_sqnr_db: Annotated[
-        float | None,
-        typer.Option(
-            "--min-sqnr-db",
-            help="Require this SQNR (dB) of the error against the logits' spread across samples "
-            "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
-            show_default=False,
-        ),
-    ] = None,
-    min_retrieval: Annotated[
-        float | None,
-        typer.Option(
-            "--min-retrieval",
-            help="Require this fraction of samples whose nearest reference output is their own (fp32/fp16 1, int8 0.9).",
-            show_default=False,
-        ),
-    ] = None,
+    min_sqnr_db: Annotated[float | None, MIN_SQNR_OPT] = None,
+    min_retrieval: Annotated[float | None, MIN_RETRIEVAL_OPT] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
+    layers: Annotated[bool, LAYERS_OPT] = False,
+    plot: Annotated[Path | None, PLOT_OPT] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not."""
+    """Prove an artifact computes what its PyTorch model (or another artifact) computes; exit 1 if not.
+    With --layers, find where it stops doing so."""
     from ..check import check
     from ..errors import ParityError
     from ..metrics import Tolerance
@@ -91,6 +102,10 @@ def check_cmd(
 
     providers = providers_for(provider)
     sizes = _parse_batch_sizes(batch_sizes)
+    if plot is not None and not layers:
+        raise ConfigError("--plot draws the per-layer comparison: add --layers")
+    if layers and providers != providers_for("cpu"):
+        raise ConfigError("--layers runs both models on ONNX Runtime's CPU provider: drop --provider")
     tolerance = None
     given = (rtol, min_cosine, min_top1, min_sqnr_db, min_retrieval)
     if any(v is not None for v in given):  # the given criteria replace the precision's defaults
@@ -101,6 +116,10 @@ def check_cmd(
             min_sqnr_db=min_sqnr_db,
             min_retrieval=min_retrieval,
         )
+    if layers:
+        options = {"images": images, "max_images": max_images, "seed": seed, "weights": weights}
+        _check_layers(artifact, reference, sizes, tolerance, options, plot, json_out)
+        return
     failure: ParityError | None = None
     with _stages() as progress:
         progress("comparing")
@@ -166,6 +185,88 @@ def _render_check(report: Any, artifact: str, reference: str) -> None:
     out.print(table)
 
 
+def _check_layers(
+    artifact: str,
+    reference: str,
+    sizes: list[int],
+    tolerance: Any,
+    options: dict[str, Any],
+    plot: Path | None,
+    json_out: bool,
+) -> None:
+    """check --layers: compare every layer, render (and plot) the report, then fail if a layer
+    diverged or the logits fail. Nothing is written but the plot, and only once the comparison ran."""
+    from ..errors import ParityError
+    from ..layers import check_layers, write_layer_plot
+
+    if plot is not None:
+        from ..bench import require_matplotlib
+        from ..reports import check_output_path
+
+        require_matplotlib()  # fail before comparing, not after
+        plot = check_output_path(plot, "layers.png")
+    failure: ParityError | None = None
+    with _stages() as progress:
+        try:
+            report = check_layers(
+                artifact, reference, batch_sizes=sizes, tolerance=tolerance, progress=progress, **options
+            )
+        except ParityError as e:
+            failure, report = e, e.report
+    for note in report.notes:
+        err.print("[bold yellow]note:[/] " + escape(note), highlight=False)
+    if plot is not None:
+        write_layer_plot(report, plot)
+    if json_out:
+        _emit_json(report)
+    else:
+        _render_layers(report)
+    if failure is not None:
+        raise failure
+
+
+def _render_layers(report: Any) -> None:
+    """The verdict, one row per layer (diverged rows in red, the first one bold), and the logits."""
+    first = report.first_divergent
+    status = "[bold green]passed[/]" if report.ok else "[bold red]FAILED[/]"
+    ref = report.reference.get("path") or report.reference.get("model") or "torch"
+    out.print(
+        f"{status}  {_safe(report.candidate.get('path'))} ({report.precision}) vs {_safe(ref)} "
+        f"({_safe(report.reference.get('runner'))}), layer by layer on {_safe(report.inputs)}; "
+        f"a layer diverges under {report.threshold_db:g} dB",
+        highlight=False,
+    )
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("#", "module", "shape", "SQNR dB", "drop dB", "max|diff|", "cosine min", ""):
+        table.add_column(col, justify="left" if col in ("module", "shape", "") else "right")
+    for r in report.layers:
+        sqnr = "-" if r.sqnr_db is None else ("inf/NaN" if not r.finite else f"{r.sqnr_db:.1f}")
+        mark = "" if not r.diverged else ("FIRST DIVERGENT" if r is first else "diverged")
+        style = ("bold red" if r is first else "red") if r.diverged else None
+        table.add_row(
+            str(r.index),
+            _safe(r.module),
+            "x".join(map(str, r.shape)),
+            sqnr,
+            "-" if r.drop_db is None else f"{r.drop_db:+.1f}",
+            f"{r.max_abs_diff:.2e}",
+            f"{r.cosine_min:.6f}",
+            mark,
+            style=style,
+        )
+    out.print(table)
+    from ..metrics import describe_parity
+
+    o = report.output
+    logits = "[green]ok[/]" if o.passed else "[red]FAIL[/]"
+    out.print(f"logits: {logits}  {escape(describe_parity(o))} ({escape(o.tolerance)})", highlight=False)
+    if first is not None:
+        out.print(f"[bold red]first divergent layer:[/] {_safe(first.module)}", highlight=False)
+    elif report.largest_drop is not None:
+        d = report.largest_drop
+        out.print(f"no layer diverged; largest drop: {_safe(d.module)} ({d.drop_db:+.1f} dB)", highlight=False)
+
+
 def eval_cmd(
     artifact: Annotated[
         str,
@@ -195,23 +296,8 @@ def eval_cmd(
         typer.Option("--depth", "-d", help="Architecture of a .pth checkpoint artifact.", show_default=False),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
-    min_sqnr_db: Annotated[
-        float | None,
-        typer.Option(
-            "--min-sqnr-db",
-            help="Require this SQNR (dB) of the error against the logits' spread across samples "
-            "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
-            show_default=False,
-        ),
-    ] = None,
-    min_retrieval: Annotated[
-        float | None,
-        typer.Option(
-            "--min-retrieval",
-            help="Require this fraction of samples whose nearest reference output is their own (fp32/fp16 1, int8 0.9).",
-            show_default=False,
-        ),
-    ] = None,
+    min_sqnr_db: Annotated[float | None, MIN_SQNR_OPT] = None,
+    min_retrieval: Annotated[float | None, MIN_RETRIEVAL_OPT] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
