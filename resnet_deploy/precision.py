@@ -331,21 +331,14 @@ def quantize_int8(
         source_sha256=source_sha,
         tolerance=tolerance.describe(),
     )
-    report.extra["recipe"] = recipe
-    report.extra["high_precision"] = layout.high_precision
-    report.extra["classifier"] = "float" if "fc" in layout.by_default else "int8"
-    report.extra["excluded"] = []
-    report.extra["residual_branch_qdq_removed"] = 0
-    report.extra["calibration"] = {
-        "source": calib.source,
-        "count": len(inputs),
-        "method": method,
-        "percentile": percentile if method == "percentile" else None,
-        "skipped": len(calib.skipped),
-        "skipped_files": [{"path": p, "reason": r} for p, r in calib.skipped[:20]],
-        "cache": cache_state,
-        "cache_path": str(cache_path) if cache_path else None,
-    }
+    report.extra.update(
+        recipe=recipe,
+        high_precision=layout.high_precision,
+        classifier="float" if "fc" in layout.by_default else "int8",
+        excluded=[],
+        residual_branch_qdq_removed=0,
+        calibration=_calibration_summary(calib, len(inputs), method, percentile, cache_state, cache_path),
+    )
     report.warnings.extend(_calibration_warnings(calib, cache_note))
     held = calib.held_out is not None and len(calib.held_out) > 0
     x = calib.held_out if calib.held_out is not None and held else calib.inputs[: min(len(calib.inputs), HELD_OUT)]
@@ -373,15 +366,9 @@ def quantize_int8(
         del source
         layout.finish(qmodel)
         updates = {
-            "precision": "int8",
-            "int8_recipe": recipe,
-            "calibration_method": method,
-            "calibration_count": str(len(inputs)),
-            "calibration_source": calib.source,
-            "source_precision": "fp32",
-            "source_sha256": source_sha,
-            "toolkit_version": __version__,
-            **layout.metadata(report.extra["excluded"]),
+            **dict(precision="int8", int8_recipe=recipe, calibration_method=method, source_precision="fp32"),
+            **dict(calibration_count=str(len(inputs)), calibration_source=calib.source, source_sha256=source_sha),
+            **dict(toolkit_version=__version__, **layout.metadata(report.extra["excluded"])),
         }
         (ArtifactMeta.from_model(qmodel) | updates).write_to(qmodel)
         qmodel.producer_name, qmodel.producer_version = "resnet-deploy", __version__
@@ -453,6 +440,21 @@ def _whole_batches(inputs: NDArray[Any], pinned: int | None, batch_size: int) ->
     if len(inputs) < pinned:
         return np.concatenate([inputs, np.resize(inputs, (pinned - len(inputs), *inputs.shape[1:]))]), pinned
     return inputs[: len(inputs) - len(inputs) % pinned], pinned
+
+
+def _calibration_summary(
+    calib: CalibrationSet, count: int, method: str, percentile: float, cache_state: str, cache_path: Path | None
+) -> dict[str, Any]:
+    return {
+        "source": calib.source,
+        "count": count,
+        "method": method,
+        "percentile": percentile if method == "percentile" else None,
+        "skipped": len(calib.skipped),
+        "skipped_files": [{"path": p, "reason": r} for p, r in calib.skipped[:20]],
+        "cache": cache_state,
+        "cache_path": str(cache_path) if cache_path else None,
+    }
 
 
 def _calibration_warnings(calib: CalibrationSet, cache_note: str | None) -> list[str]:

@@ -98,6 +98,10 @@ RECIPE_OPT = typer.Option(
     help="tensorrt: symmetric int8, zero points 0, Q/DQ on residual Adds (TensorRT 10/11). cpu: uint8 x int8 (ONNX Runtime x86).",
 )
 
+INPUT_FORMAT_OPT = typer.Option(
+    "--input-format",
+    help="float32-nchw (normalised tensors), or uint8-nhwc: raw resized+cropped RGB pixels, normalised inside the graph.",
+)
 EXCLUDE_OPT = typer.Option(
     "--exclude",
     help="int8: keep this module out of int8, in the high-precision type (repeatable; globs such as 'layer4.*').",
@@ -112,7 +116,11 @@ HIGH_PRECISION_OPT = typer.Option(
     help="int8: the type between the Q/DQ pairs: fp16 (default for the tensorrt recipe) or fp32 (the cpu recipe's).",
     show_default=False,
 )
-AUTO_EXCLUDE_OPT = typer.Option(
+AUTO_INPUT_FORMAT_OPT = typer.Option(
+    "--input-format",
+    help="float32-nchw (normalised tensors), or uint8-nhwc: raw resized+cropped RGB pixels, normalised inside the graph.",
+)
+EXCLUDE_OPT = typer.Option(
     "--auto-exclude",
     help="int8: rank layers by int8 sensitivity on held-out calibration images and exclude the worst until parity passes.",
 )

@@ -20,6 +20,7 @@ from ._common import (
     CALIB_OPT,
     EXCLUDE_OPT,
     HIGH_PRECISION_OPT,
+    INPUT_FORMAT_OPT,
     MAX_EXCLUDED_OPT,
     PERCENTILE_OPT,
     QUANTIZE_CLASSIFIER_OPT,
@@ -130,13 +131,7 @@ def export_cmd(
     min_batch: Annotated[int, typer.Option("--min-batch", help="With --format engine: profile min batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="With --format engine: profile opt batch.")] = 8,
     max_batch: Annotated[int, typer.Option("--max-batch", help="With --format engine: profile max batch.")] = 64,
-    input_format: Annotated[
-        InputFormatChoice,
-        typer.Option(
-            "--input-format",
-            help="float32-nchw (normalised tensors), or uint8-nhwc: raw resized+cropped RGB pixels, normalised inside the graph.",
-        ),
-    ] = InputFormatChoice.float32_nchw,
+    input_format: Annotated[InputFormatChoice, INPUT_FORMAT_OPT] = InputFormatChoice.float32_nchw,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a ResNet to a verified ONNX file (BatchNorm folded, dynamic batch, checked against PyTorch)."""
