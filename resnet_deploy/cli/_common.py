@@ -116,11 +116,7 @@ HIGH_PRECISION_OPT = typer.Option(
     help="int8: the type between the Q/DQ pairs: fp16 (default for the tensorrt recipe) or fp32 (the cpu recipe's).",
     show_default=False,
 )
-AUTO_INPUT_FORMAT_OPT = typer.Option(
-    "--input-format",
-    help="float32-nchw (normalised tensors), or uint8-nhwc: raw resized+cropped RGB pixels, normalised inside the graph.",
-)
-EXCLUDE_OPT = typer.Option(
+AUTO_EXCLUDE_OPT = typer.Option(
     "--auto-exclude",
     help="int8: rank layers by int8 sensitivity on held-out calibration images and exclude the worst until parity passes.",
 )
