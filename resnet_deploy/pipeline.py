@@ -22,7 +22,7 @@ from .data import IMAGE_EXTENSIONS, list_images, load_image
 from .engine import BuildReport, build_engine, runtime_env
 from .errors import ConfigError, DataError, ParityError
 from .export import ExportReport, export_onnx
-from .metrics import CheckReport
+from .metrics import MIN_JUDGED_SAMPLES, CheckReport
 from .models.registry import resolve_model_name
 from .onnx_io import FLOAT_NCHW, UINT8_NHWC, InputFormat
 from .pixels import PixelInputReport, add_pixel_input
@@ -89,6 +89,12 @@ class PrecisionOptions:
             files = list_images(self.calib_images)
             if not files:
                 raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.calib_images}")
+            if self.auto_exclude and len(files) < self.calib_count + MIN_JUDGED_SAMPLES:
+                raise ConfigError(
+                    f"--auto-exclude judges each exclusion on held-out images: {len(files)} images in "
+                    f"{self.calib_images} leave none beyond --calib-count {self.calib_count} (lower it to "
+                    f"{max(1, len(files) - 32)} or add images)"
+                )
             for f in files:
                 try:
                     load_image(f)
