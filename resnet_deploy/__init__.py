@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "build_engine": ".engine",
     "load_engine": ".engine",
     "evaluate": ".evaluation",
+    "parse_layer_information": ".engine_layers",
     "ExportReport": ".export",
     "export_onnx": ".export",
     "ModelCfg": ".models",
@@ -51,6 +52,8 @@ _LAZY: dict[str, str] = {
     "PrecisionOptions": ".pipeline",
     "export_chain": ".pipeline",
     "add_pixel_input": ".pixels",
+    "check_layers": ".layers",
+    "compare_layers": ".layers",
     "convert": ".precision",
     "quantize_int8": ".precision",
     "to_fp16": ".precision",
@@ -65,8 +68,10 @@ if TYPE_CHECKING:
     from .bench import bench_targets, benchmark
     from .check import check, compare
     from .engine import build_engine, load_engine
+    from .engine_layers import parse_layer_information
     from .evaluation import evaluate
     from .export import ExportReport, export_onnx
+    from .layers import check_layers, compare_layers
     from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
     from .onnx_io import ArtifactMeta, read_metadata
     from .pipeline import ChainReport, EngineOptions, PrecisionOptions, export_chain
@@ -120,7 +125,9 @@ __all__ = [
     "benchmark",
     "build_engine",
     "check",
+    "check_layers",
     "compare",
+    "compare_layers",
     "convert",
     "create_model",
     "evaluate",
@@ -132,6 +139,7 @@ __all__ = [
     "model_stats",
     "open_backend",
     "open_runner",
+    "parse_layer_information",
     "quantize_int8",
     "read_metadata",
     "ship",
