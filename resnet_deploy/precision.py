@@ -340,15 +340,8 @@ def quantize_int8(
         calibration=_calibration_summary(calib, len(inputs), method, percentile, cache_state, cache_path),
     )
     report.warnings.extend(_calibration_warnings(calib, cache_note))
-    held = calib.held_out is not None and len(calib.held_out) > 0
-    x = calib.held_out if calib.held_out is not None and held else calib.inputs[: min(len(calib.inputs), HELD_OUT)]
-    what = f"{len(x)} held-out images" if held else f"{len(x)} calibration inputs (no images left to hold out)"
+    x, what = _parity_inputs(calib, auto_exclude, report.warnings)
     report.extra["parity_inputs"] = what
-    if auto_exclude and (not held or len(x) < MIN_JUDGED_SAMPLES):
-        raise ConfigError(
-            f"--auto-exclude judges each exclusion on held-out images: {calib.source} left {len(x) if held else 0} "
-            f"(it needs {MIN_JUDGED_SAMPLES}; give more images than --calib-count)"
-        )
 
     def write(tmp: Path) -> None:
         say(f"quantizing ({recipe} recipe, {method} calibration on {len(inputs)} inputs)")
@@ -440,6 +433,24 @@ def _whole_batches(inputs: NDArray[Any], pinned: int | None, batch_size: int) ->
     if len(inputs) < pinned:
         return np.concatenate([inputs, np.resize(inputs, (pinned - len(inputs), *inputs.shape[1:]))]), pinned
     return inputs[: len(inputs) - len(inputs) % pinned], pinned
+
+
+def _parity_inputs(calib: CalibrationSet, auto_exclude: bool, warnings: list[str]) -> tuple[NDArray[Any], str]:
+    """What int8 is compared with fp32 on: the held-out images, else the first calibration inputs."""
+    held = calib.held_out is not None and len(calib.held_out) > 0
+    x = calib.held_out if calib.held_out is not None and held else calib.inputs[: min(len(calib.inputs), HELD_OUT)]
+    what = f"{len(x)} held-out images" if held else f"{len(x)} calibration inputs (no images left to hold out)"
+    if len(x) < MIN_JUDGED_SAMPLES:
+        warnings.append(
+            f"int8 is compared with fp32 on {len(x)} inputs: SQNR and retrieval need {MIN_JUDGED_SAMPLES}, so only "
+            "cosine and top-1 judge it (give more calibration images)"
+        )
+    if auto_exclude and (not held or len(x) < MIN_JUDGED_SAMPLES):
+        raise ConfigError(
+            f"--auto-exclude judges each exclusion on held-out images: {calib.source} left {len(x) if held else 0} "
+            f"(it needs {MIN_JUDGED_SAMPLES}; give more images than --calib-count)"
+        )
+    return x, what
 
 
 def _calibration_summary(

@@ -114,7 +114,18 @@ def test_fp16_refuses_non_fp32_inputs(fp32: Path, tmp_path: Path) -> None:
 
 
 def test_int8_tensorrt_recipe_graph(fp32: Path, calib_dir: Path, tmp_path: Path) -> None:
-    report = quantize_int8(fp32, tmp_path / "m.int8.onnx", calib_dir, recipe="tensorrt", method="minmax", cache=False)
+    # The placement on every weighted layer, the classifier included and in fp32 between the pairs
+    # (the default keeps fc float and the rest fp16: tests/test_int8_layout.py).
+    report = quantize_int8(
+        fp32,
+        tmp_path / "m.int8.onnx",
+        calib_dir,
+        recipe="tensorrt",
+        method="minmax",
+        cache=False,
+        quantize_classifier=True,
+        high_precision="fp32",
+    )
     model = onnx.load(report.path)
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version >= 13
@@ -244,8 +255,8 @@ def test_tensorrt_placement_keeps_relus_fused_and_logits_float(fp32: Path, calib
     for n in model.graph.node:
         if n.op_type == "Relu":
             assert prod[n.input[0]].op_type in ("Conv", "Add")
-    # The logits come straight from the float classifier, not through int8.
-    assert prod["logits"].op_type == "Gemm"
+    # The logits come straight from the float classifier (then fp16 -> fp32 I/O), not through int8.
+    assert prod["logits"].op_type == "Cast" and prod[prod["logits"].input[0]].op_type == "Gemm"
     cpu = onnx.load(quantize_int8(fp32, tmp_path / "c.onnx", calib_dir, recipe="cpu", cache=False).path)
     assert producers(cpu)["logits"].op_type == "Gemm"
 
