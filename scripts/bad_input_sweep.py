@@ -703,6 +703,46 @@ def build_cases(fx: Fixtures, as_root: bool) -> list[Case]:
         (["models", "--json"], "ok", []),
     ]:
         add("usage-misc", args, ex, *steps, extra=is_json if args == ["models", "--json"] else None)
+
+    # --- issue 13: the parity gate, check --layers, int8 exclusions and repair
+    data = [cp("data")]
+    int8 = ["convert", "r20.onnx", "--precision", "int8", "-o", "o.onnx"]
+    for args, ex, steps, note in [
+        ([*int8, "--calib", "data", "--exclude", "layer9.conv1"], "usage", [*onnx, *data], "unknown module"),
+        ([*int8, "--calib", "data", "--exclude", ""], "usage", [*onnx, *data], "empty module"),
+        ([*int8, "--calib", "data", "--exclude", "[layer"], "usage", [*onnx, *data], "broken glob"),
+        ([*int8, "--calib", "random", "--auto-exclude"], "usage", onnx, "auto-exclude without images"),
+        ([*int8, "--calib", "data", "--auto-exclude"], "usage", [*onnx, *data], "no held-out images"),
+        ([*int8, "--calib", "data", "--auto-exclude", "--max-excluded", "0"], "usage", [*onnx, *data], "bound 0"),
+        ([*int8, "--calib", "data", "--int8-recipe", "cpu", "--high-precision", "fp16"], "usage", [*onnx, *data], ""),
+        ([*int8, "--calib", "data", "--high-precision", "fp64"], "usage", [*onnx, *data], "unknown type"),
+        ([*int8, "--calib", "data", "--high-precision", "fp32", "--fp16-io"], "usage", [*onnx, *data], ""),
+        (["convert", "r20.onnx", "--precision", "fp16", "--exclude", "fc", "-o", "o.onnx"], "usage", onnx, ""),
+        (["check", "r20.onnx", "--min-sqnr-db", "nan"], "usage", onnx, ""),
+        (["check", "r20.onnx", "--min-retrieval", "2"], "usage", onnx, ""),
+        (
+            ["check", "c16.onnx", "--reference", "r20.onnx", "--batch-sizes", "1,3"],
+            "usage",
+            [*onnx, cp("c16.onnx")],
+            "",
+        ),
+        (
+            ["check", "c16.onnx", "--reference", "r20.onnx", "--layers", "--batch-sizes", "1"],
+            "usage",
+            [*onnx, cp("c16.onnx")],
+            "",
+        ),
+        (["check", "r20.onnx", "--plot", "p.png"], "usage", onnx, "--plot without --layers"),
+        (["check", "ident.onnx", "--layers"], "error", [cp("ident.onnx")], "foreign ONNX, no module names"),
+        (["check", "x.plan", "--layers"], "error", [bad("random", "x.plan")], "an engine"),
+        (
+            ["check", "c16.onnx", "--reference", "x.onnx", "--layers"],
+            "error",
+            [cp("c16.onnx"), bad("random", "x.onnx")],
+            "",
+        ),
+    ]:
+        add("issue13", args, ex, *steps, note=note)
     return cases
 
 
