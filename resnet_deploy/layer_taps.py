@@ -31,6 +31,7 @@ from .fold import fold_batchnorm
 from .layer_names import module_outputs, recorded_layers
 from .onnx_io import ArtifactMeta, load_onnx
 from .reports import sha256_file
+from .runtime.onnxrt import configure_qdq
 from .runtime.pyt import TorchRunner
 from .runtime.registry import artifact_kind
 
@@ -74,6 +75,7 @@ class OnnxTaps:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        configure_qdq(opts, self.model)  # fp16 Q/DQ runs as written (ONNX Runtime's fusions miscompute it)
         try:
             self.session = ort.InferenceSession(
                 self.model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]

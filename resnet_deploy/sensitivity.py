@@ -28,6 +28,7 @@ from .errors import ConfigError, MissingDependencyError, ParityError
 from .metrics import ParityResult, Tolerance, compare_outputs, describe_parity
 from .qdq import dequantize_nodes, quantized_modules
 from .reports import Progress, Reporter
+from .runtime.onnxrt import configure_qdq
 
 SENSITIVITY_METHODS = ("loo", "single")
 DEFAULT_MAX_EXCLUDED = 8
@@ -70,6 +71,7 @@ def _session_logits(model: onnx.ModelProto, x: NDArray[Any], threads: int) -> ND
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    configure_qdq(options, model)  # fp16 Q/DQ runs as written (ONNX Runtime's fusions miscompute it)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed_type = (
         np.float16 if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else np.float32

@@ -178,3 +178,29 @@ def test_cli_exclude_unknown_module_is_one_line(models: dict[str, Path], tmp_pat
     )
     assert_one_line_error(proc.returncode, proc.stderr, "--exclude goes with --precision int8", exit_code=2)
     assert not out.exists()
+
+
+def test_fp16_remainder_runs_as_written_in_onnx_runtime(tmp_path: Path) -> None:
+    """ONNX Runtime 1.31's CPU QDQ fusions miscompute this trained model's fp16-scale Q/DQ graph
+    (the digits ResNet-20 of seed 1: SQNR about -2 dB fused, 34 dB as written; seed 0 is fine).
+    The runner runs such graphs as written, so the conversion passes and keeps its accuracy."""
+    import onnxruntime as ort
+
+    from benchmarks.digits import train_digits
+    from resnet_deploy import evaluate
+    from resnet_deploy.metrics import sqnr_db
+
+    d = train_digits(tmp_path / "d1", seed=1)
+    fp32 = tmp_path / "d1.onnx"
+    export_onnx(d.model, fp32)
+    report = _quantize(fp32, tmp_path / "d1.int8.onnx", d.train_dir)
+    assert report.parity_passed and report.parity[0].sqnr_db > 25
+    assert evaluate(report.path, d.test_dir).top1 >= d.torch_accuracy - 0.01
+    x = d.x_test[:64].astype(np.float32)
+    with OnnxRuntimeRunner(fp32) as r:
+        ref = r.infer_all(x)
+    fused = ort.InferenceSession(report.path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    fused_db = sqnr_db(ref, fused)
+    if fused_db is not None and fused_db > 25:
+        pytest.skip(f"this onnxruntime ({ort.__version__}) computes the fused graph right ({fused_db} dB)")
+    assert fused_db is not None and fused_db < 5  # what the runner's workaround avoids
