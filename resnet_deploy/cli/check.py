@@ -16,7 +16,7 @@ from ._common import PROVIDER_OPT, SEED_BOUNDS, _emit_json, _parse_batch_sizes, 
 MIN_SQNR_OPT = typer.Option(
     "--min-sqnr-db",
     help="Require this SQNR (dB) of the error against the logits' spread across samples "
-    "(fp16 25, int8 15; 5 with random weights). Judged on batches of 8 or more.",
+    "(fp16 25, int8 5). Judged on batches of 8 or more.",
     show_default=False,
 )
 MIN_RETRIEVAL_OPT = typer.Option(

@@ -67,8 +67,11 @@ def has_fp16_qdq(model: Any) -> bool:
 def configure_qdq(opts: Any, model: Any) -> bool:
     """ONNX Runtime's CPU QDQ fusions miscompute some graphs with fp16 Q/DQ scales (measured with
     onnxruntime 1.31 on a trained digits ResNet-20: SQNR -2 dB against fp32 with the fusions, 34 dB
-    with the graph run as written). Such a graph runs as written (``session.disable_quant_qdq``): it
-    is meant for TensorRT, and on a CPU the cpu recipe is the fast one. Returns whether it applied."""
+    with the graph run as written). The cause (benchmarks/results/int8_repair.md): its
+    WeightBiasQuantization step computes bias / (input scale x weight scale) in fp16, which overflows
+    past 65504 (83,873 at that model's conv1). Such a graph runs as written
+    (``session.disable_quant_qdq``): it is meant for TensorRT, and on a CPU the cpu recipe is the
+    fast one. Returns whether it applied."""
     if not has_fp16_qdq(model):
         return False
     opts.add_session_config_entry("session.disable_quant_qdq", "1")
