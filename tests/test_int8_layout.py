@@ -157,6 +157,7 @@ def test_auto_exclude_stops_at_its_bound_with_the_ranking(models: dict[str, Path
     assert top2 == {"layer2.1.conv2", "layer3.1.conv2"}
     two = _quantize(models["broken2"], root / "a2.int8.onnx", digits.train_dir, auto_exclude=True, max_excluded=2)
     assert two.parity_passed and set(two.extra["auto_exclude"]["excluded"]) == top2
+    assert two.extra["auto_exclude"]["rankings"] == 2  # the first exclusion did not pass: re-ranked once
 
 
 def test_cli_exclude_unknown_module_is_one_line(models: dict[str, Path], tmp_path: Path) -> None:
