@@ -410,7 +410,7 @@ def require_matplotlib() -> Any:
 
 def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
     """Latency p50 with p99 whiskers, and throughput, against batch size: one line per target."""
-    from .reports import atomic_path
+    from .reports import save_png
 
     plt = require_matplotlib()
     fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -434,11 +434,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
     where = env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_cores')} cores, threads={env.get('threads')})"
     fig.suptitle(f"resnet-deploy bench on {where}", fontsize=10)
     fig.tight_layout()
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return target
+    return save_png(fig, path)
 
 
 # --------------------------------------------------------------------------------------- targets

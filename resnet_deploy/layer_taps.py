@@ -26,12 +26,12 @@ import onnx
 from numpy.typing import NDArray
 
 from .data import Preprocess
-from .errors import ConfigError, EngineError, MissingDependencyError
+from .errors import ConfigError, EngineError
 from .fold import fold_batchnorm
 from .layer_names import module_outputs, recorded_layers
 from .onnx_io import ArtifactMeta, load_onnx
 from .reports import sha256_file
-from .runtime.onnxrt import configure_qdq
+from .runtime.onnxrt import has_fp16_qdq, session_options
 from .runtime.pyt import TorchRunner
 from .runtime.registry import artifact_kind
 
@@ -67,15 +67,9 @@ class OnnxTaps:
 
     def open(self, threads: int) -> None:
         _mark_outputs(self.model, list(self.tensors.values()))
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingDependencyError("onnxruntime", purpose="running ONNX models") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        configure_qdq(opts, self.model)  # fp16 Q/DQ runs as written (ONNX Runtime's fusions miscompute it)
+        opts = session_options(threads, has_fp16_qdq(self.model))  # (raises if onnxruntime is missing)
+        import onnxruntime as ort
+
         try:
             self.session = ort.InferenceSession(
                 self.model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]

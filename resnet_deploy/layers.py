@@ -414,7 +414,7 @@ def check_layers(candidate: str | os.PathLike[str], reference: Any = "torch", **
 def write_layer_plot(report: LayerReport, path: str | os.PathLike[str]) -> Path:
     """SQNR by depth, the divergence threshold as a line, the first divergent layer marked."""
     from .bench import require_matplotlib
-    from .reports import atomic_path
+    from .reports import save_png
 
     plt = require_matplotlib()
     rows = report.layers
@@ -440,8 +440,4 @@ def write_layer_plot(report: LayerReport, path: str | os.PathLike[str]) -> Path:
     against = Path(str(ref)).name if ref else f"PyTorch {report.reference.get('model')} (BatchNorm folded)"
     ax.set_title(f"{name} ({report.precision}) vs {against}: {report.inputs}", fontsize=9)
     fig.tight_layout()
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return target
+    return save_png(fig, path)

@@ -283,3 +283,14 @@ class Reporter:
         elif stage != self._last:
             self(stage)
         self._last = stage
+
+
+def save_png(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a matplotlib figure as a PNG atomically (temp file, then rename) and close it."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return target

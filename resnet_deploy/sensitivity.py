@@ -27,11 +27,11 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
-from .errors import ConfigError, MissingDependencyError, ParityError
+from .errors import ConfigError, ParityError
 from .metrics import ParityResult, Tolerance, compare_outputs, describe_parity
 from .qdq import dequantize_nodes, quantized_modules
 from .reports import Progress, Reporter
-from .runtime.onnxrt import configure_qdq
+from .runtime.onnxrt import has_fp16_qdq, session_options
 
 SENSITIVITY_METHODS = ("loo", "single")
 DEFAULT_MAX_EXCLUDED = 8
@@ -68,15 +68,9 @@ class AutoExcludeReport:
 
 
 def _session_logits(model: onnx.ModelProto, x: NDArray[Any], threads: int) -> NDArray[Any]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", purpose="int8 sensitivity analysis") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    configure_qdq(options, model)  # fp16 Q/DQ runs as written (ONNX Runtime's fusions miscompute it)
+    options = session_options(threads, has_fp16_qdq(model))  # (raises if onnxruntime is missing)
+    import onnxruntime as ort
+
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed_type = (
         np.float16 if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else np.float32

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from resnet_deploy import ConfigError, create_model, export_onnx
 from resnet_deploy.cli import app
 from resnet_deploy.parity import Tolerance, compare
 from resnet_deploy.precision import quantize_int8, to_fp16
-from tests.helpers import assert_one_line_error
+from tests.helpers import assert_one_line_error, write_blob_images
 from tests.test_fold import randomize_bn
 
 runner = CliRunner()
@@ -23,13 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((40, 40), Image.BICUBIC).save(
-            root / f"{i}.png"
-        )
-    return root
+    return write_blob_images(tmp_path_factory.mktemp("imgs"), 12)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import onnx
 import pytest
 import torch
 from onnx import helper, numpy_helper
-from PIL import Image
 from typer.testing import CliRunner
 
 from resnet_deploy import ConfigError, create_model, export_onnx
@@ -21,7 +20,7 @@ from resnet_deploy.layers import _Accumulator, _results, compare_layers
 from resnet_deploy.metrics import sqnr_db
 from resnet_deploy.pixels import add_pixel_input
 from resnet_deploy.precision import quantize_int8, to_fp16
-from tests.helpers import assert_one_line_error
+from tests.helpers import assert_one_line_error, write_blob_images
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,13 +31,7 @@ SCALE = 1000.0
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((40, 40), Image.BICUBIC).save(
-            root / f"{i}.png"
-        )
-    return root
+    return write_blob_images(tmp_path_factory.mktemp("imgs"), 16)
 
 
 @pytest.fixture(scope="module")

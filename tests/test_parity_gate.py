@@ -23,6 +23,7 @@ from resnet_deploy.check import compare
 from resnet_deploy.errors import ConfigError
 from resnet_deploy.metrics import Tolerance, compare_outputs
 from resnet_deploy.precision import quantize_int8, to_fp16
+from tests.helpers import write_blob_images
 
 
 def _rewire_input(model: onnx.ModelProto, nodes: list[onnx.NodeProto], inits: list[Any], new_input: str) -> None:
@@ -77,14 +78,7 @@ def rolled(src: Path, dst: Path) -> Path:
 def random_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """resnet20 with random weights, its calibration images, and wrong twins of it."""
     root = tmp_path_factory.mktemp("gate_random")
-    images = root / "images"
-    images.mkdir()
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(48):
-        blob = (rng.random((6, 6, 3)) * 255).astype(np.uint8)
-        Image.fromarray(blob).resize((40, 40), Image.BICUBIC).save(images / f"{i:02d}.png")
+    images = write_blob_images(root / "images", 48, name="{i:02d}.png")
     export_onnx("resnet20", root / "r20.onnx", weights="random")
     return {"fp32": root / "r20.onnx", "images": images, "root": root}
 

@@ -64,18 +64,28 @@ def has_fp16_qdq(model: Any) -> bool:
     )
 
 
-def configure_qdq(opts: Any, model: Any) -> bool:
-    """ONNX Runtime's CPU QDQ fusions miscompute some graphs with fp16 Q/DQ scales (measured with
+def session_options(threads: int, fp16_qdq: bool) -> Any:
+    """The CPU session options every ONNX Runtime session of the toolkit uses: ``threads`` intra-op
+    threads, one inter-op, quiet logs, and for a graph with fp16 Q/DQ (``has_fp16_qdq``) no QDQ fusions.
+
+    ONNX Runtime's CPU QDQ fusions miscompute some graphs with fp16 Q/DQ scales (measured with
     onnxruntime 1.31 on a trained digits ResNet-20: SQNR -2 dB against fp32 with the fusions, 34 dB
     with the graph run as written). The cause (benchmarks/results/int8_repair.md): its
     WeightBiasQuantization step computes bias / (input scale x weight scale) in fp16, which overflows
     past 65504 (83,873 at that model's conv1). Such a graph runs as written
     (``session.disable_quant_qdq``): it is meant for TensorRT, and on a CPU the cpu recipe is the
-    fast one. Returns whether it applied."""
-    if not has_fp16_qdq(model):
-        return False
-    opts.add_session_config_entry("session.disable_quant_qdq", "1")
-    return True
+    fast one."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", purpose="running ONNX models") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if fp16_qdq:
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
 
 
 class OnnxRuntimeRunner(Runner):
@@ -114,12 +124,7 @@ class OnnxRuntimeRunner(Runner):
             raise EngineError(
                 f"onnxruntime {ort.__version__} has no {', '.join(missing)} (available: {', '.join(available)})"
             )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        if self._fp16_qdq:  # see configure_qdq: run as written, no QDQ fusions
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        opts = session_options(self.threads, self._fp16_qdq)
         # onnxruntime opens the path itself: still the regular file load_onnx checked, not a FIFO
         check_readable(self.path, "ONNX model", ONNX_MAX_BYTES, error=ConfigError)
         gpu = any(p != "CPUExecutionProvider" for p in self.providers)
