@@ -100,6 +100,21 @@ class Backend(str, Enum):
     onnxruntime_tensorrt = "onnxruntime-tensorrt"
     tensorrt = "tensorrt"
     torch = "torch"
+    openvino = "openvino"
+
+
+class PerformanceHint(str, Enum):
+    """OpenVINO's performance hints: few parallel requests for low latency, or many for throughput."""
+
+    latency = "latency"
+    throughput = "throughput"
+
+
+class Protocol(str, Enum):
+    """How a client talks to a Triton server."""
+
+    grpc = "grpc"
+    http = "http"
 
 
 class Device(str, Enum):

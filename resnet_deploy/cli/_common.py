@@ -28,7 +28,9 @@ from ..choices import InputFormat as InputFormatChoice
 from ..choices import Int8Recipe as RecipeChoice
 from ..choices import Kind as KindChoice
 from ..choices import OutputFormat as FormatChoice
+from ..choices import PerformanceHint as PerformanceHintChoice
 from ..choices import Precision as PrecisionChoice
+from ..choices import Protocol as ProtocolChoice
 from ..choices import Shortcut as ShortcutChoice
 from ..choices import TorchDtype as TorchDtypeChoice
 from ..choices import Variant as VariantChoice
@@ -71,7 +73,9 @@ __all__ = [
     "HighPrecisionChoice",
     "InputFormatChoice",
     "KindChoice",
+    "PerformanceHintChoice",
     "PrecisionChoice",
+    "ProtocolChoice",
     "RecipeChoice",
     "ShortcutChoice",
     "TorchDtypeChoice",

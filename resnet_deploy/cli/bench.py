@@ -14,6 +14,8 @@ from ._common import (
     BackendChoice,
     DeviceChoice,
     Interrupted,
+    PerformanceHintChoice,
+    ProtocolChoice,
     TorchDtypeChoice,
     _emit_json,
     _parse_batch_sizes,
@@ -80,6 +82,65 @@ def bench_cmd(
         float | None,
         typer.Option("--peak-gflops", help="Report achieved GFLOP/s as a fraction of this peak.", show_default=False),
     ] = None,
+    stable: Annotated[
+        bool,
+        typer.Option(
+            "--stable", help="Measure each point in windows until the last --windows agree within --stability-pct."
+        ),
+    ] = False,
+    stability_pct: Annotated[
+        float, typer.Option("--stability-pct", help="--stable: how close the windows' medians must be (percent).")
+    ] = 5.0,
+    windows: Annotated[int, typer.Option("--windows", help="--stable: how many recent windows must agree.")] = 3,
+    max_duration_s: Annotated[
+        float | None,
+        typer.Option(
+            "--max-duration-s",
+            help="--stable: give up on a point after this many measured seconds (default 10 windows).",
+            show_default=False,
+        ),
+    ] = None,
+    latency_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--latency-budget",
+            help="Per target, search the batch size with the highest throughput whose p99 (ms) stays within this.",
+            show_default=False,
+        ),
+    ] = None,
+    hint: Annotated[
+        PerformanceHintChoice | None,
+        typer.Option(
+            "--hint", help="OpenVINO's performance hint (latency or throughput; recorded).", show_default=False
+        ),
+    ] = None,
+    streams: Annotated[
+        int, typer.Option("--streams", help="TensorRT: run N CUDA streams, each with its own execution context.")
+    ] = 1,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Sweep a live Triton server at HOST:PORT instead of local artifacts (perf_analyzer-style).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="--server: the served model's name.", show_default=False)
+    ] = None,
+    protocol: Annotated[ProtocolChoice, typer.Option(help="--server: the client protocol.")] = ProtocolChoice.grpc,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            help="--server: comma-separated numbers of requests kept in flight [default: 1,2,4,8].",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", help="--server: images per request [default: 1].", show_default=False),
+    ] = None,
     json_path: Annotated[
         Path | None,
         typer.Option("--json", help="Write the report as JSON to this file ('-' for stdout).", show_default=False),
@@ -97,6 +158,34 @@ def bench_cmd(
     ] = None,
 ) -> None:
     """Latency and throughput per batch size, several artifacts/backends measured side by side (interleaved)."""
+    if server is not None:
+        from .bench_server import bench_server_cmd
+
+        if artifacts or depth is not None or backend or latency_budget is not None or hint or streams != 1:
+            raise ConfigError(
+                "--server measures a live server: drop the artifacts, --depth, --backend, --latency-budget, "
+                "--hint and --streams"
+            )
+        bench_server_cmd(
+            server,
+            model,
+            protocol=protocol.value,
+            concurrency=concurrency,
+            batch=batch,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            stable=stable,
+            stability_pct=stability_pct,
+            windows=windows,
+            max_duration_s=max_duration_s,
+            json_path=json_path,
+            csv_path=csv_path,
+            plot_path=plot_path,
+        )
+        return
+    for option, value in (("--model", model), ("--concurrency", concurrency), ("--batch", batch)):
+        if value is not None:
+            raise ConfigError(f"{option} applies to --server HOST:PORT sweeps")
     from ..bench import bench_targets, benchmark, require_matplotlib
 
     _check_bench_options(artifacts, backend, duration_s, iters, warmup_s, rounds, csv_path, plot_path)
