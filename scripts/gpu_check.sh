@@ -9,6 +9,10 @@
 #   3. benchmarks/gpu_table.py (short): torch CUDA fp32 / fp16+channels_last / +CUDA graphs latency
 #   4. scripts/gpu_check.py: torch CUDA runner variants vs the CPU reference (ResNet-50), and
 #      fp16/int8 TensorRT engines built and checked where TensorRT is importable
+#   5. where TensorRT is importable (under 60 s): the resnet50 fp16 engine of step 4 timed as
+#      trtexec times it, batch 1 and 8, plain / CUDA graph / 2 streams / 2 streams + CUDA graphs,
+#      NVML clocks, power and clocks-event reasons before and after each point (trt_timing.json)
+# environment.txt also holds one NVML snapshot (nvidia-ml-py; the reason where it cannot read one).
 # Works on a machine with torch+CUDA, onnx and a CPU-only onnxruntime, no TensorRT, no network:
 # it then says which parts it skipped. Full logs go to LOG_DIR (default ./gpu_check_out, or $OUT).
 set -uo pipefail
@@ -30,6 +34,13 @@ for mod in ("onnx", "onnxruntime", "onnxscript", "tensorrt", "typer", "rich", "P
     else:
         m = __import__(mod)
         print(mod, getattr(m, "__version__", "?"))
+import json
+try:
+    from resnet_deploy.gpu_env import nvml_probe
+    snap, why = nvml_probe()
+    print("nvml", json.dumps(snap) if snap is not None else f"unavailable: {why}")
+except Exception as e:  # the environment block must never stop the check
+    print(f"nvml: {type(e).__name__}: {e}")
 PY
 } > "$LOG/environment.txt" 2>&1
 cat "$LOG/environment.txt"
@@ -37,7 +48,8 @@ cat "$LOG/environment.txt"
 rc=0
 if "$PY" -c "import pytest" 2>/dev/null; then
   timeout 180 "$PY" -m pytest -m "gpu or tensorrt" -p no:cacheprovider -q -rs --junitxml="$LOG/junit.xml" \
-    tests/test_gpu.py tests/test_runners.py tests/test_engine.py tests/test_tensorrt_precision.py > "$LOG/pytest.txt" 2>&1
+    tests/test_gpu.py tests/test_runners.py tests/test_engine.py tests/test_tensorrt_precision.py \
+    tests/test_gpu_timing.py > "$LOG/pytest.txt" 2>&1
   rc=$?
   tail -n 15 "$LOG/pytest.txt"
 else
@@ -66,7 +78,19 @@ fi
 timeout 120 "$PY" benchmarks/gpu_table.py --batch-sizes 1,8,64 --duration-s 1 --rounds 2 --no-compile \
   --out "$LOG" > "$LOG/gpu_table.txt" 2>&1 || echo "gpu_table: failed or skipped (see $LOG/gpu_table.txt)"
 tail -n 16 "$LOG/gpu_table.txt"
-timeout 240 "$PY" scripts/gpu_check.py "$LOG" > "$LOG/gpu_check.txt" 2>&1
+PLANS="$(mktemp -d)"
+timeout 240 "$PY" scripts/gpu_check.py "$LOG" --work "$PLANS" > "$LOG/gpu_check.txt" 2>&1
 rc2=$?
 tail -n 12 "$LOG/gpu_check.txt"
-[ "$rc" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ]
+rc4=0
+if "$PY" -c "import tensorrt" 2>/dev/null; then
+  timeout 60 "$PY" scripts/gpu_check.py --trt-timing "$PLANS/resnet50.fp16.plan" "$LOG" > "$LOG/trt_timing.txt" 2>&1
+  rc4=$?
+  [ "$rc4" -eq 124 ] && echo "trt timing: stopped at its 60 s limit" >> "$LOG/trt_timing.txt"
+  echo "tensorrt timing (CUDA graphs, 2 streams, NVML): exit $rc4; see $LOG/trt_timing.json"
+  tail -n 10 "$LOG/trt_timing.txt"
+else
+  echo "tensorrt timing: skipped (tensorrt is not installed here)" | tee "$LOG/trt_timing.txt"
+fi
+rm -rf "$PLANS"
+[ "$rc" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ] && [ "$rc4" -eq 0 ]
