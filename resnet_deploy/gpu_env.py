@@ -79,17 +79,25 @@ def decode_reasons(bits: int) -> list[str]:
     return names
 
 
-def nvml_snapshot(device_index: int = 0) -> dict[str, Any] | None:
+def nvml_snapshot(device_index: int = 0, *, uuid: str | None = None) -> dict[str, Any] | None:
     """Clocks, power, temperature, utilisation and clocks-event reasons of the GPU at NVML index
-    ``device_index`` now; None where NVML cannot answer (``nvml_probe`` gives the reason).
+    ``device_index`` (or with this ``uuid``) now; None where NVML cannot answer (``nvml_probe``
+    gives the reason).
 
-    NVML numbers GPUs as ``nvidia-smi`` does (PCI order, ignoring ``CUDA_VISIBLE_DEVICES``)."""
-    return nvml_probe(device_index)[0]
+    NVML numbers GPUs as ``nvidia-smi`` does (PCI order, ignoring ``CUDA_VISIBLE_DEVICES``); to
+    read the GPU torch runs on, pass ``uuid=str(torch.cuda.get_device_properties(i).uuid)``."""
+    return nvml_probe(device_index, uuid=uuid)[0]
 
 
-def nvml_probe(device_index: int = 0) -> tuple[dict[str, Any] | None, str | None]:
+def nvml_uuid(uuid: str) -> str:
+    """NVML's spelling of a GPU UUID: torch prints ``xxxxxxxx-...``, NVML wants ``GPU-xxxxxxxx-...``."""
+    text = str(uuid).strip()
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def nvml_probe(device_index: int = 0, *, uuid: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """``(snapshot, None)``, or ``(None, why not)``: nvidia-ml-py missing (with how to install it),
-    no NVIDIA driver, no GPU at that index. Never raises."""
+    no NVIDIA driver, no GPU at that index (or with that UUID). Never raises."""
     try:
         import pynvml
     except ImportError:
@@ -98,6 +106,12 @@ def nvml_probe(device_index: int = 0) -> tuple[dict[str, Any] | None, str | None
         why = _start(pynvml)
         if why is not None:
             return None, why
+        if uuid is not None:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByUUID(nvml_uuid(uuid))
+            except pynvml.NVMLError as e:
+                return None, f"no GPU with UUID {nvml_uuid(uuid)} here ({e})"
+            return _read(pynvml, handle, int(pynvml.nvmlDeviceGetIndex(handle))), None
         count = int(pynvml.nvmlDeviceGetCount())
         if isinstance(device_index, bool) or not isinstance(device_index, int) or not 0 <= device_index < count:
             return None, f"no GPU at NVML index {device_index!r}: the driver sees {count} GPU(s)"

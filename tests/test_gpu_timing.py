@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from resnet_deploy import ConfigError
-from resnet_deploy.gpu_env import REASONS, decode_reasons, nvml_probe, nvml_snapshot, reason_bits
+from resnet_deploy.gpu_env import REASONS, decode_reasons, nvml_probe, nvml_snapshot, nvml_uuid, reason_bits
 from resnet_deploy.runtime.trt import MAX_STREAMS, TensorRTRunner, graph_summary, stream_phases
 from tests.test_engine import write_plan
 
@@ -76,6 +76,13 @@ def test_no_gpu_means_no_snapshot_and_a_reason() -> None:
     assert snap is None and why is not None
     assert "driver" in why.lower() and "GPU" in why, why
     assert nvml_snapshot() is None and nvml_snapshot(3) is None  # never raises, whatever the index
+    assert nvml_snapshot(uuid="0e9c1b36-0000-0000-0000-000000000000") is None
+
+
+def test_nvml_uuid_spelling() -> None:
+    assert nvml_uuid("0e9c1b36-aaaa") == "GPU-0e9c1b36-aaaa"  # as torch prints a device's uuid
+    assert nvml_uuid(" GPU-0e9c1b36-aaaa ") == "GPU-0e9c1b36-aaaa"
+    assert nvml_uuid("MIG-1234") == "MIG-1234"
 
 
 def test_missing_nvidia_ml_py_is_a_reason_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,6 +156,10 @@ def test_nvml_snapshot_on_a_gpu() -> None:
     assert 0 < snap["temperature_c"] < 120 and snap["driver_version"] and snap["name"]
     assert snap["clocks_event_reasons"] == decode_reasons(snap["clocks_event_bits"])
     assert set(snap["slowed_by"]) <= set(snap["clocks_event_reasons"])
+    import torch
+
+    by_uuid, why = nvml_probe(uuid=str(torch.cuda.get_device_properties(0).uuid))  # the GPU torch runs on
+    assert by_uuid is not None and by_uuid["name"], why
 
 
 @pytest.fixture(scope="module")
