@@ -22,8 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._version import __version__
+from .bench_plot import require_matplotlib as require_matplotlib
+from .bench_plot import write_csv as write_csv
+from .bench_plot import write_plot as write_plot
 from .choices import Backend
-from .errors import ConfigError, MissingDependencyError
+from .errors import ConfigError
 from .metrics import check_batch_sizes as _check_sizes
 from .models.profile import count_macs
 from .models.registry import model_stats
@@ -31,6 +34,7 @@ from .onnx_io import ArtifactMeta
 from .reports import Progress, Reporter, StepProgress, atomic_write_text, dumps, sha256_file
 from .runtime.pyt import TorchRunner
 from .runtime.registry import artifact_kind, open_backend, resolve_backend
+from .stability import Stability
 from .system import cpu_count, cpu_model, dist_version
 
 PERCENTILES = (50, 90, 95, 99)
@@ -89,6 +93,10 @@ class BenchRow:
     gflops: float | None  # achieved: MACs x 2 x images/s / 1e9
     peak_fraction: float | None
     phases_ms: dict[str, float] | None = None  # mean h2d / compute / d2h on GPUs
+    stable: bool | None = None  # --stable: whether the last windows' medians agreed
+    windows: int | None = None  # windows (rounds) measured
+    spread_pct: float | None = None  # --stable: how far the last windows' medians are from their mean
+    window_medians_ms: list[float] | None = None
 
     def flat(self) -> dict[str, Any]:
         row: dict[str, Any] = {"target": self.target, "backend": self.backend, "batch": self.batch}
@@ -96,6 +104,7 @@ class BenchRow:
         row |= {"throughput_ips": self.throughput_ips, "gflops": self.gflops, "peak_fraction": self.peak_fraction}
         for phase in ("h2d", "compute", "d2h"):
             row[f"{phase}_ms"] = (self.phases_ms or {}).get(phase)
+        row |= {"stable": self.stable, "windows": self.windows, "spread_pct": self.spread_pct}
         return row
 
 
@@ -106,6 +115,7 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     schedule: list[tuple[int, int, str]] = field(default_factory=list)  # (batch, round, target) in run order
     interrupted: bool = False
+    budget: Any = None  # bench --latency-budget: the search (sizing.BudgetSearch)
 
     def ratios(self) -> list[dict[str, Any]]:
         """Each target's throughput relative to the first target, per batch size."""
@@ -130,9 +140,9 @@ class BenchReport:
             "environment": self.environment,
             "settings": self.settings,
             "interrupted": self.interrupted,
-            "rows": [r.flat() for r in self.rows],
+            "rows": [r.flat() | {"window_medians_ms": r.window_medians_ms} for r in self.rows],
             "ratios": self.ratios(),
-        }
+        } | ({"budget": asdict(self.budget)} if self.budget is not None else {})
 
 
 def environment(threads: int | None, targets: Sequence[Target]) -> dict[str, Any]:
@@ -233,6 +243,120 @@ def _time_once(runner: Any, x: NDArray[Any], compute_only: bool) -> tuple[float,
     return wall, phases
 
 
+@dataclass
+class Point:
+    """One (target, batch) being measured: its samples, grouped in windows (one per round)."""
+
+    target: Target
+    batch: int
+    x: NDArray[Any]
+    samples: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    bounds: list[tuple[int, int]] = field(default_factory=list)  # each window's [start, end) in samples
+    measured_s: float = 0.0
+
+    def window_medians(self) -> list[float]:
+        return [float(np.median(self.samples[a:b])) for a, b in self.bounds if b > a]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each point is measured: ``duration_s`` seconds or ``iters`` iterations over
+    ``rounds`` interleaved rounds; with ``stability``, windows of that round's length until the
+    rule is met or ``stability.max_duration_s`` (default 10 windows) is spent."""
+
+    duration_s: float | None
+    iters: int | None
+    rounds: int
+    warmup_s: float
+    compute_only: bool = False
+    stability: Stability | None = None
+
+    def window(self, r: int) -> tuple[int | None, float | None]:
+        """Round ``r``'s iterations or seconds."""
+        if self.iters is not None:
+            if self.stability is not None:  # every window the same length, so their medians compare
+                return max(1, self.iters // self.rounds), None
+            return self.iters // self.rounds + (1 if r < self.iters % self.rounds else 0), None
+        return None, (self.duration_s or 5.0) / self.rounds
+
+    def limit_s(self) -> float:
+        """Measured seconds after which an unsettled point gives up (``--stable``)."""
+        if self.stability is not None and self.stability.max_duration_s is not None:
+            return self.stability.max_duration_s
+        return 10 * ((self.duration_s or 5.0) / self.rounds)
+
+    def max_windows(self) -> int:
+        if self.stability is None:
+            return self.rounds
+        return max(self.stability.windows, MAX_ROUNDS if self.iters is None else 10 * self.stability.windows)
+
+
+def _measure_window(p: Point, budget: Budget, r: int) -> None:
+    n, seconds = budget.window(r)
+    start = len(p.samples)
+    t0 = time.perf_counter()
+    if n is not None:
+        for _ in range(n):
+            ms, ph = _time_once(p.target.runner, p.x, budget.compute_only)
+            p.samples.append(ms)
+            if ph:
+                p.phases.append(ph)
+    else:
+        end = t0 + (seconds or 0.0)
+        while True:
+            ms, ph = _time_once(p.target.runner, p.x, budget.compute_only)
+            p.samples.append(ms)
+            if ph:
+                p.phases.append(ph)
+            if time.perf_counter() >= end:
+                break
+    p.measured_s += time.perf_counter() - t0
+    p.bounds.append((start, len(p.samples)))
+
+
+def _settled(p: Point, budget: Budget) -> bool:
+    rule = budget.stability
+    return rule is None or rule.settled(p.window_medians())
+
+
+def measure_points(
+    points: Sequence[Point],
+    budget: Budget,
+    schedule: list[tuple[int, int, str]],
+    say: Any = None,
+) -> None:
+    """Warm each point up, then measure them in interleaved rounds (A B C, B C A, ...), one window
+    per point per round. Without a stability rule: ``rounds`` rounds. With one: a point is measured
+    until its last windows agree (then it stops, its windows kept) or it has spent its measuring
+    limit; the others go on interleaved among themselves."""
+    for p in points:  # warm-up, excluded from the statistics
+        if say:
+            say(f"warming up {p.target.label} at batch {p.batch}")
+        end = time.perf_counter() + budget.warmup_s
+        p.target.runner.infer(p.x)
+        while time.perf_counter() < end:
+            p.target.runner.infer(p.x)
+    r = 0
+    while r < budget.max_windows():
+        pending = [p for p in points if not (budget.stability and (_settled(p, budget) or _spent(p, budget)))]
+        if budget.stability is not None and not pending:
+            break
+        for k in range(len(points)):
+            p = points[(r + k) % len(points)]  # rotate who goes first in each round
+            if budget.stability is not None and p not in pending:
+                continue  # settled (or given up): its windows stay as they are
+            schedule.append((p.batch, r, p.target.label))
+            if say:
+                say(f"batch {p.batch}, {'window' if budget.stability else 'round'} {r + 1}: {p.target.label}")
+            _measure_window(p, budget, r)
+        r += 1
+
+
+def _spent(p: Point, budget: Budget) -> bool:
+    return len(p.bounds) >= (budget.stability.windows if budget.stability else 1) and p.measured_s >= budget.limit_s()
+
+
 def benchmark(
     targets: Sequence[Target],
     batch_sizes: Sequence[int] = (1, 8, 32),
@@ -244,6 +368,7 @@ def benchmark(
     threads: int | None = None,
     compute_only: bool = False,
     peak_gflops: float | None = None,
+    stability: Stability | None = None,
     seed: int = 0,
     progress: Progress | StepProgress | None = None,
 ) -> BenchReport:
@@ -251,9 +376,57 @@ def benchmark(
     here and exited afterwards (the caller's stay open).
 
     The budget per (target, batch) is ``duration_s`` seconds (default 5) or ``iters`` iterations, split over
-    ``rounds`` rounds. Ctrl-C stops the measurement and returns what was measured so far, marked
+    ``rounds`` rounds. With ``stability`` (``--stable``) each round is a window and a point is
+    measured until its last windows' medians agree (``stable`` per row; statistics from those
+    windows). Ctrl-C stops the measurement and returns what was measured so far, marked
     ``interrupted``.
     """
+    report, budget = _start_report(
+        targets, batch_sizes, warmup_s, duration_s, iters, rounds, threads, compute_only, peak_gflops, stability
+    )
+    sizes = report.settings["batch_sizes"]
+    reporter = Reporter(progress)
+    rng = np.random.default_rng(seed)
+    points: list[Point] = []
+    opened = contextlib.ExitStack()
+    try:
+        for t in targets:
+            if not t.runner.active:
+                reporter(f"loading {t.label}")
+                opened.enter_context(t.runner)
+        for i, batch in enumerate(sizes):
+            # One input per target, at its own size (artifacts of different image sizes side by side).
+            points = [Point(t, batch, t.runner.preprocess.random(batch, rng)) for t in targets]
+            measure_points(points, budget, report.schedule, _stepper(reporter, i, len(sizes)))
+            report.rows += [row_of(p, budget, peak_gflops) for p in points if p.samples]
+            points = []
+    except KeyboardInterrupt:
+        report.interrupted = True
+        report.rows += [row_of(p, budget, peak_gflops) for p in points if p.samples]  # only what was measured
+    finally:
+        opened.close()
+    return report
+
+
+def _stepper(reporter: Reporter, i: int, n: int) -> Any:
+    return lambda text: reporter.step(text, i, n)
+
+
+def _start_report(
+    targets: Sequence[Target],
+    batch_sizes: Sequence[int],
+    warmup_s: float,
+    duration_s: float | None,
+    iters: int | None,
+    rounds: int,
+    threads: int | None,
+    compute_only: bool,
+    peak_gflops: float | None,
+    stability: Stability | None,
+    *,
+    check_sizes: bool = True,
+) -> tuple[BenchReport, Budget]:
+    """The checked settings, as an empty report and the measuring budget."""
     if not targets:
         raise ConfigError("nothing to benchmark: give at least one artifact or --depth")
     if duration_s is not None and iters is not None:
@@ -261,10 +434,14 @@ def benchmark(
     if duration_s is None and iters is None:
         duration_s = 5.0
     check_budget(duration_s, iters, warmup_s, rounds)
+    if stability is not None:
+        stability.check()
     labels = [t.label for t in targets]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"targets need distinct labels, got {labels}")
-    sizes = check_batch_sizes(list(dict.fromkeys(batch_sizes)), targets)  # duplicates measured once
+    sizes = list(batch_sizes)
+    if check_sizes:
+        sizes = check_batch_sizes(list(dict.fromkeys(batch_sizes)), targets)  # duplicates measured once
     if compute_only:
         untimed = [t.label for t in targets if not _phase_timed(t.runner)]
         if untimed:
@@ -272,6 +449,7 @@ def benchmark(
                 f"--compute-only needs GPU runners that time compute apart (torch on cuda, tensorrt): "
                 f"{', '.join(untimed)} cannot"
             )
+    budget = Budget(duration_s, iters, rounds, warmup_s, compute_only, stability)
     report = BenchReport(
         environment=environment(threads, targets),
         settings={
@@ -282,65 +460,11 @@ def benchmark(
             "rounds": rounds,
             "compute_only": compute_only,
             "peak_gflops": peak_gflops,
+            "stable": None if stability is None else {**asdict(stability), "max_duration_s": budget.limit_s()},
             "timer": "perf_counter_ns (CPU) / CUDA events (GPU runners that time phases)",
         },
     )
-    say = Reporter(progress).step
-    rng = np.random.default_rng(seed)
-    total_steps = len(sizes) * rounds * len(targets)
-    step = 0
-    current: int | None = None
-    samples: dict[str, list[float]] = {}
-    phases: dict[str, list[dict[str, float]]] = {}
-    opened = contextlib.ExitStack()
-    try:
-        for t in targets:
-            if not t.runner.active:
-                say(f"loading {t.label}", 0, total_steps)
-                opened.enter_context(t.runner)
-        for batch in sizes:
-            samples = {t.label: [] for t in targets}  # reset first: an interrupt now adds no row
-            phases = {t.label: [] for t in targets}
-            current = batch
-            # One input per target, at its own size (artifacts of different image sizes side by side).
-            inputs = {t.label: t.runner.preprocess.random(batch, rng) for t in targets}
-            for t in targets:  # warm-up, excluded from the statistics
-                say(f"warming up {t.label} at batch {batch}", step, total_steps)
-                end = time.perf_counter() + warmup_s
-                t.runner.infer(inputs[t.label])
-                while time.perf_counter() < end:
-                    t.runner.infer(inputs[t.label])
-            for r in range(rounds):
-                for k in range(len(targets)):
-                    t = targets[(r + k) % len(targets)]  # rotate who goes first in each round
-                    report.schedule.append((batch, r, t.label))
-                    say(f"batch {batch}, round {r + 1}/{rounds}: {t.label}", step, total_steps)
-                    x = inputs[t.label]
-                    if iters is not None:
-                        n = iters // rounds + (1 if r < iters % rounds else 0)
-                        for _ in range(n):
-                            ms, ph = _time_once(t.runner, x, compute_only)
-                            samples[t.label].append(ms)
-                            if ph:
-                                phases[t.label].append(ph)
-                    else:
-                        end = time.perf_counter() + (duration_s or 0) / rounds
-                        while True:
-                            ms, ph = _time_once(t.runner, x, compute_only)
-                            samples[t.label].append(ms)
-                            if ph:
-                                phases[t.label].append(ph)
-                            if time.perf_counter() >= end:
-                                break
-                    step += 1
-            _add_rows(report, targets, batch, samples, phases, peak_gflops)
-    except KeyboardInterrupt:
-        report.interrupted = True
-        if current is not None and current not in {r.batch for r in report.rows}:
-            _add_rows(report, targets, current, samples, phases, peak_gflops)  # only what was measured
-    finally:
-        opened.close()
-    return report
+    return report, budget
 
 
 def save_report(report: BenchReport, folder: str | os.PathLike[str], stem: str) -> None:
@@ -352,89 +476,38 @@ def save_report(report: BenchReport, folder: str | os.PathLike[str], stem: str) 
     write_plot(report, out / f"{stem}.png")
 
 
-def _add_rows(
-    report: BenchReport,
-    targets: Sequence[Target],
-    batch: int,
-    samples: dict[str, list[float]],
-    phases: dict[str, list[dict[str, float]]],
-    peak_gflops: float | None,
-) -> None:
-    for t in targets:
-        if not samples.get(t.label):
-            continue
-        stats = LatencyStats.of(samples[t.label])
-        ips = batch / (stats.mean / 1000.0)
-        gflops = t.macs_per_image * 2 * ips / 1e9 if t.macs_per_image else None
-        mean_phases = None
-        if phases.get(t.label):
-            mean_phases = {k: float(np.mean([p[k] for p in phases[t.label]])) for k in phases[t.label][0]}
-        report.rows.append(
-            BenchRow(
-                target=t.label,
-                backend=getattr(t.runner, "name", "?"),
-                batch=batch,
-                latency_ms=stats,
-                throughput_ips=ips,
-                gflops=gflops,
-                peak_fraction=gflops / peak_gflops if gflops is not None and peak_gflops else None,
-                phases_ms=mean_phases,
-            )
-        )
-
-
-def write_csv(report: BenchReport, path: str | os.PathLike[str]) -> Path:
-    import csv
-    import io
-
-    rows = [r.flat() for r in report.rows]
-    buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["target", "backend", "batch"]
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return atomic_write_text(path, buf.getvalue())
-
-
-def require_matplotlib() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib", extra="plot", purpose="--plot") from None
-    return plt
-
-
-def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
-    """Latency p50 with p99 whiskers, and throughput, against batch size: one line per target."""
-    from .reports import save_png
-
-    plt = require_matplotlib()
-    fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label in dict.fromkeys(r.target for r in report.rows):
-        rows = sorted((r for r in report.rows if r.target == label), key=lambda r: r.batch)
-        b = [r.batch for r in rows]
-        p50 = np.array([r.latency_ms.p50 for r in rows])
-        p99 = np.array([r.latency_ms.p99 for r in rows])
-        ax_lat.errorbar(b, p50, yerr=[np.zeros_like(p50), p99 - p50], marker="o", capsize=3, label=label)
-        ax_thr.plot(b, [r.throughput_ips for r in rows], marker="o", label=label)
-    batches = sorted({r.batch for r in report.rows})
-    for ax, title, unit in ((ax_lat, "latency p50 (whisker: p99)", "ms"), (ax_thr, "throughput", "images/s")):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    env = report.environment
-    where = env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_cores')} cores, threads={env.get('threads')})"
-    fig.suptitle(f"resnet-deploy bench on {where}", fontsize=10)
-    fig.tight_layout()
-    return save_png(fig, path)
+def row_of(p: Point, budget: Budget, peak_gflops: float | None) -> BenchRow:
+    """A point's row: statistics over all its samples, or with a stability rule over its last
+    windows (the ones that agree, or the last tried)."""
+    t, batch = p.target, p.batch
+    samples = p.samples
+    stable = spread = None
+    medians = p.window_medians()
+    if budget.stability is not None:
+        k = budget.stability.windows
+        samples = p.samples[p.bounds[-k][0] :] if len(p.bounds) >= k else p.samples
+        stable = budget.stability.settled(medians)
+        spread = budget.stability.spread_pct(medians)
+    stats = LatencyStats.of(samples)
+    ips = batch / (stats.mean / 1000.0)
+    gflops = t.macs_per_image * 2 * ips / 1e9 if t.macs_per_image else None
+    mean_phases = None
+    if p.phases:
+        mean_phases = {k: float(np.mean([ph[k] for ph in p.phases])) for k in p.phases[0]}
+    return BenchRow(
+        target=t.label,
+        backend=getattr(t.runner, "name", "?"),
+        batch=batch,
+        latency_ms=stats,
+        throughput_ips=ips,
+        gflops=gflops,
+        peak_fraction=gflops / peak_gflops if gflops is not None and peak_gflops else None,
+        phases_ms=mean_phases,
+        stable=stable,
+        windows=len(p.bounds),
+        spread_pct=spread,
+        window_medians_ms=medians,
+    )
 
 
 # --------------------------------------------------------------------------------------- targets
@@ -448,6 +521,8 @@ def bench_targets(
     device: str = "cpu",
     dtype: str = "fp32",
     threads: int | None = None,
+    hint: str | None = None,
+    streams: int = 1,
     **torch_options: Any,
 ) -> list[Target]:
     """One Target per artifact x backend (each artifact's own backend when none is given), opened
@@ -464,8 +539,10 @@ def bench_targets(
         shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
         for backend in [resolve_backend(path, b) for b in backends] or [resolve_backend(path)]:
             torch_label = _torch_label(device, dtype, torch_options) if backend is Backend.torch else ""
+            extra: dict[str, Any] = {"hint": hint} if hint is not None else {}
+            extra |= {"streams": streams} if streams != 1 else {}
             runner = open_backend(
-                path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **torch_options
+                path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **extra, **torch_options
             )
             macs = _macs_from_metadata(runner.metadata) if kind in ("onnx", "plan") else None
             if macs is None and isinstance(runner, TorchRunner):

@@ -60,8 +60,20 @@ class ShipRefused(ResnetDeployError):
     """The artifact is not fit to ship (no passing parity record, random weights...)."""
 
 
+class BudgetError(ResnetDeployError):
+    """Nothing measured meets the latency budget (``bench --latency-budget``); exit 1."""
+
+
 class ServeError(ResnetDeployError):
     """Triton did not start, or stopped on its own."""
+
+
+class TuneError(ResnetDeployError):
+    """No tuned configuration meets the latency budget; carries the full report (nothing written)."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class Interrupted(ResnetDeployError):
