@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._version import __version__
+from .bench_env import environment as environment
+from .bench_env import gpu_state as _gpu_state
 from .bench_plot import require_matplotlib as require_matplotlib
 from .bench_plot import write_csv as write_csv
 from .bench_plot import write_plot as write_plot
@@ -35,7 +35,6 @@ from .reports import Progress, Reporter, StepProgress, atomic_write_text, dumps,
 from .runtime.pyt import TorchRunner
 from .runtime.registry import artifact_kind, open_backend, resolve_backend
 from .stability import Stability
-from .system import cpu_count, cpu_model, dist_version
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -97,6 +96,9 @@ class BenchRow:
     windows: int | None = None  # windows (rounds) measured
     spread_pct: float | None = None  # --stable: how far the last windows' medians are from their mean
     window_medians_ms: list[float] | None = None
+    images_per_call: int | None = None  # batch x the runner's streams (TensorRT --streams)
+    gpu_start: dict[str, Any] | None = None  # NVML after warm-up, before measuring (GPU runners)
+    gpu_end: dict[str, Any] | None = None  # NVML right after measuring
 
     def flat(self) -> dict[str, Any]:
         row: dict[str, Any] = {"target": self.target, "backend": self.backend, "batch": self.batch}
@@ -105,6 +107,7 @@ class BenchRow:
         for phase in ("h2d", "compute", "d2h"):
             row[f"{phase}_ms"] = (self.phases_ms or {}).get(phase)
         row |= {"stable": self.stable, "windows": self.windows, "spread_pct": self.spread_pct}
+        row["images_per_call"] = self.images_per_call
         return row
 
 
@@ -140,56 +143,12 @@ class BenchReport:
             "environment": self.environment,
             "settings": self.settings,
             "interrupted": self.interrupted,
-            "rows": [r.flat() | {"window_medians_ms": r.window_medians_ms} for r in self.rows],
+            "rows": [
+                r.flat() | {"window_medians_ms": r.window_medians_ms, "gpu_start": r.gpu_start, "gpu_end": r.gpu_end}
+                for r in self.rows
+            ],
             "ratios": self.ratios(),
         } | ({"budget": asdict(self.budget)} if self.budget is not None else {})
-
-
-def environment(threads: int | None, targets: Sequence[Target]) -> dict[str, Any]:
-    """Where the numbers come from: CPU, GPU, driver/CUDA, library versions, threads, model hashes."""
-    env: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cpu_cores": cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "toolkit": __version__,
-        "threads": threads,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    for pkg in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy", "tensorrt"):
-        version = dist_version(pkg)
-        if version is not None:
-            env[pkg] = version
-    try:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name()
-            env["cuda"] = torch.version.cuda
-            major, minor = torch.cuda.get_device_capability()
-            env["compute_capability"] = f"{major}.{minor}"
-            env["driver"] = _nvidia_driver()
-    except ImportError:
-        pass
-    env["models"] = {t.label: t.sha256 for t in targets}
-    return env
-
-
-def _nvidia_driver() -> str | None:
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
 MAX_SECONDS = 24 * 3600.0  # a benchmark point's duration or warm-up
@@ -254,6 +213,8 @@ class Point:
     phases: list[dict[str, float]] = field(default_factory=list)
     bounds: list[tuple[int, int]] = field(default_factory=list)  # each window's [start, end) in samples
     measured_s: float = 0.0
+    gpu_start: dict[str, Any] | None = None
+    gpu_end: dict[str, Any] | None = None
 
     def window_medians(self) -> list[float]:
         return [float(np.median(self.samples[a:b])) for a, b in self.bounds if b > a]
@@ -334,9 +295,13 @@ def measure_points(
         if say:
             say(f"warming up {p.target.label} at batch {p.batch}")
         end = time.perf_counter() + budget.warmup_s
-        p.target.runner.infer(p.x)
+        _time_once(p.target.runner, p.x, False)  # the measured call: every stream, its CUDA graphs
         while time.perf_counter() < end:
-            p.target.runner.infer(p.x)
+            _time_once(p.target.runner, p.x, False)
+    gpu = any(_phase_timed(p.target.runner) for p in points)
+    start = _gpu_state() if gpu else None  # clocks, power, clocks-event reasons (None: no NVML)
+    for p in points:
+        p.gpu_start = start
     r = 0
     while r < budget.max_windows():
         pending = [p for p in points if not (budget.stability and (_settled(p, budget) or _spent(p, budget)))]
@@ -351,6 +316,9 @@ def measure_points(
                 say(f"batch {p.batch}, {'window' if budget.stability else 'round'} {r + 1}: {p.target.label}")
             _measure_window(p, budget, r)
         r += 1
+    end_state = _gpu_state() if gpu else None
+    for p in points:
+        p.gpu_end = end_state
 
 
 def _spent(p: Point, budget: Budget) -> bool:
@@ -489,7 +457,8 @@ def row_of(p: Point, budget: Budget, peak_gflops: float | None) -> BenchRow:
         stable = budget.stability.settled(medians)
         spread = budget.stability.spread_pct(medians)
     stats = LatencyStats.of(samples)
-    ips = batch / (stats.mean / 1000.0)
+    per_call = batch * getattr(t.runner, "streams", 1)  # TensorRT --streams: batch on each stream
+    ips = per_call / (stats.mean / 1000.0)
     gflops = t.macs_per_image * 2 * ips / 1e9 if t.macs_per_image else None
     mean_phases = None
     if p.phases:
@@ -507,6 +476,9 @@ def row_of(p: Point, budget: Budget, peak_gflops: float | None) -> BenchRow:
         windows=len(p.bounds),
         spread_pct=spread,
         window_medians_ms=medians,
+        images_per_call=per_call,
+        gpu_start=p.gpu_start,
+        gpu_end=p.gpu_end,
     )
 
 
@@ -547,6 +519,8 @@ def bench_targets(
             macs = _macs_from_metadata(runner.metadata) if kind in ("onnx", "plan") else None
             if macs is None and isinstance(runner, TorchRunner):
                 macs = count_macs(runner.model, runner.preprocess.crop)
+            if backend is Backend.tensorrt:
+                torch_label = _trt_label(streams, torch_options)
             targets.append(Target(f"{shown} [{backend.value}{torch_label}]", runner, macs, sha256_file(path)))
     if depth is not None and not any(artifact_kind(a) == "checkpoint" for a in artifacts):
         zoo = TorchRunner.from_zoo(
@@ -576,6 +550,11 @@ def _macs_from_metadata(meta: Mapping[str, str]) -> int | None:
         return stats[1]
     except ConfigError:
         return None
+
+
+def _trt_label(streams: int, options: Mapping[str, Any]) -> str:
+    """' cuda-graphs streams=2': what sets a TensorRT target apart from the plain one."""
+    return (" cuda-graphs" if options.get("cuda_graphs") else "") + (f" streams={streams}" if streams > 1 else "")
 
 
 def _torch_label(device: str, dtype: str, options: Mapping[str, Any]) -> str:

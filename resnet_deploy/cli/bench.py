@@ -59,7 +59,9 @@ _Iters = Annotated[
 ]
 _Rounds = Annotated[int, typer.Option(help="Interleaved rounds the budget is split into.")]
 _Threads = Annotated[int | None, typer.Option(help="CPU threads for every backend (recorded).", show_default=False)]
-_CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="torch on CUDA: replay captured CUDA graphs.")]
+_CudaGraphs = Annotated[
+    bool, typer.Option("--cuda-graphs", help="torch on CUDA and TensorRT: replay captured CUDA graphs.")
+]
 _ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="torch: channels_last memory format.")]
 _CompileModel = Annotated[bool, typer.Option("--compile", help="torch: torch.compile the model.")]
 _ComputeOnly = Annotated[
@@ -423,7 +425,9 @@ def _render_bench(report: Any) -> None:
     if report.budget is not None:
         _render_budget(report.budget)
     settings = report.settings
-    versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime-gpu", "onnxruntime", "tensorrt") if k in env)
+    versions = ", ".join(
+        f"{k} {env[k]}" for k in ("torch", "onnxruntime-gpu", "onnxruntime", "openvino", "tensorrt") if k in env
+    )
     out.print(
         f"[dim]{escape(versions)}; threads={env.get('threads')}; "
         f"{'compute only (CUDA events)' if settings.get('compute_only') else 'wall-clock per call'}; "
