@@ -1,13 +1,18 @@
-"""A bounded load test of ``resnet-deploy serve``: real tritonclient clients against a real Triton.
+"""Load tests of ``resnet-deploy serve``: real tritonclient clients against a real Triton.
 
     python -m benchmarks.serve_load MODEL.onnx [--clients 8] [--requests 200] [--protocol grpc|http]
         [--max-queue-delay-us 2000] [--out benchmarks/results/serve_load.md]
+    python -m benchmarks.serve_load MODEL.onnx --sweep [--concurrency 1,2,4,8] [--duration-s 5]
+        [--max-queue-delay-us 2000] [--threads N] [--sweep-out benchmarks/results/serve_sweep]
 
-Starts the server as a subprocess (``python -m resnet_deploy serve --json``), waits for its ready
-line, runs N client threads (one client object each: tritonclient's clients are not thread-safe)
-sending batch-1 requests, then reads Triton's own Prometheus counters to show how many requests
-the dynamic batcher merged into each execution, and stops the server with SIGTERM. The test
-suite uses the same functions (tests/test_serve.py).
+Starts the server as a subprocess (``python -m resnet_deploy serve --json``) and waits for its
+ready line. The bounded load runs N client threads sending a fixed number of batch-1 requests
+each; ``--sweep`` runs ``resnet-deploy bench --server`` against it (a perf_analyzer-style
+concurrency sweep) and writes its JSON and a markdown table with the exact commands. Both read
+Triton's own statistics (queue and compute times, the batch sizes the dynamic batcher executed)
+and stop the server with SIGTERM. The clients, inputs and statistics are
+``resnet_deploy.loadgen``'s; the test suite uses the same functions (tests/test_serve.py,
+tests/test_loadgen.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 def free_ports(n: int = 3) -> list[int]:
@@ -109,7 +115,7 @@ def start_server(artifact: str | Path, *extra: str, timeout: float = 120.0) -> S
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True).start()
     ready: list[str] = []
-    reader = threading.Thread(target=lambda: ready.append((proc.stdout or iter([""])).readline()), daemon=True)
+    reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
     reader.start()
     reader.join(timeout)
     if not ready or not ready[0].strip():
@@ -147,15 +153,6 @@ def metrics(url: str, model: str) -> dict[str, float]:
     return out
 
 
-def random_inputs(info: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
-    """``n`` seeded inputs of the type the server's ready line says it takes (pixels or floats)."""
-    shape = info["input"]["shape"][1:]
-    rng = np.random.default_rng(seed)
-    if info["input"]["dtype"] == "uint8":
-        return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
-    return rng.standard_normal((n, *shape)).astype(info["input"]["dtype"])
-
-
 @dataclass
 class LoadResult:
     protocol: str
@@ -170,67 +167,43 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     requests_per_s: float
-    inferences: float  # nv_inference_count delta: samples executed
-    executions: float  # nv_inference_exec_count delta: model executions
+    inferences: float  # Triton's inference_count delta: samples executed
+    executions: float  # Triton's execution_count delta: model executions
     mean_batch: float  # inferences / executions: > 1 means the dynamic batcher merged requests
     batch_stats: dict[int, int]  # batch size -> executions, from Triton's statistics API
+    server: dict[str, Any] = field(default_factory=dict)  # loadgen.server_delta: queue/compute times too
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def run_load(
-    server: Server, inputs: np.ndarray, *, clients: int = 8, requests: int = 200, protocol: str = "grpc"
+    server: Server,
+    inputs: NDArray[Any] | None = None,
+    *,
+    clients: int = 8,
+    requests: int = 200,
+    protocol: str = "grpc",
 ) -> LoadResult:
-    """``clients`` threads x ``requests`` batch-1 requests each, cycling through ``inputs``; every
-    answer is checked for shape. Stops by itself."""
-    import tritonclient.grpc as tg
-    import tritonclient.http as th
+    """``clients`` threads x ``requests`` batch-1 requests each, cycling through ``inputs`` (default:
+    random inputs of the type the server declares); every answer is checked for its batch. Stops by
+    itself. The clients, the inputs and Triton's statistics are ``resnet_deploy.loadgen``'s (the
+    sweep of ``bench --server``); only the bounded request count is this benchmark's own."""
+    from resnet_deploy.loadgen import LoadPhase, describe_model, server_delta
 
-    model, in_name = server.info["model"], server.info["input"]["name"]
-    dtype = {"float32": "FP32", "uint8": "UINT8"}[server.info["input"]["dtype"]]
-    n_classes = server.info["output"]["shape"][1]
-    before = metrics(server.info["metrics"], model)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients)
-
-    def client(i: int) -> None:
-        mod: Any = tg if protocol == "grpc" else th
-        c = mod.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
-        barrier.wait()
-        for j in range(requests):
-            x = inputs[(i * requests + j) % len(inputs)][None]
-            inp = mod.InferInput(in_name, list(x.shape), dtype)
-            inp.set_data_from_numpy(x)
-            t0 = time.perf_counter()
-            try:
-                kwargs = {"client_timeout": 30} if protocol == "grpc" else {}
-                r = c.infer(model, [inp], **kwargs)
-                if r.as_numpy(server.info["output"]["name"]).shape != (1, n_classes):
-                    raise ValueError("wrong output shape")
-                latencies[i].append(time.perf_counter() - t0)
-            except Exception as e:
-                with lock:
-                    errors.append(f"{type(e).__name__}: {str(e)[:200]}")
-        c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    model = describe_model(server.grpc if protocol == "grpc" else server.http, server.info["model"], protocol=protocol)
+    x = model.random_batch(16, np.random.default_rng(0)) if inputs is None else inputs
+    stats_client = model.client()
+    before = model.statistics(stats_client)
+    phase = LoadPhase(model, clients, [x[i : i + 1] for i in range(len(x))], limit=requests)
+    t0 = phase.start()
+    phase.join(until_done=True)
     seconds = time.perf_counter() - t0
-    after = metrics(server.info["metrics"], model)
-    lat = np.array([v for part in latencies for v in part]) * 1e3
-    inferences = after.get("nv_inference_count", 0) - before.get("nv_inference_count", 0)
-    executions = after.get("nv_inference_exec_count", 0) - before.get("nv_inference_exec_count", 0)
-    stats = th.InferenceServerClient(server.http).get_inference_statistics(model)
-    batch_stats = {
-        int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["model_stats"][0].get("batch_stats", [])
-    }
+    delta = server_delta(before, model.statistics(stats_client))
+    stats_client.close()
+    records = phase.all_records()
+    lat = np.array([r[1] for r in records if r[2] is None])
+    errors = [r[2] for r in records if r[2] is not None] + phase.setup_errors
     pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: float("nan"))
     return LoadResult(
         protocol=protocol,
@@ -245,11 +218,85 @@ def run_load(
         p99_ms=round(pct(99), 3),
         max_ms=round(float(lat.max()) if len(lat) else float("nan"), 3),
         requests_per_s=round(len(lat) / seconds, 1),
-        inferences=inferences,
-        executions=executions,
-        mean_batch=round(inferences / executions, 3) if executions else 0.0,
-        batch_stats=dict(sorted(batch_stats.items())),
+        inferences=delta["inference_count"],
+        executions=delta["execution_count"],
+        mean_batch=delta["mean_batch"] or 0.0,
+        batch_stats=delta["batch_sizes"],
+        server=delta,
     )
+
+
+def sweep(a: argparse.Namespace, extra: list[str]) -> None:
+    """``resnet-deploy bench --server`` against a fresh server: ``<sweep-out>.json`` (the command's
+    report, plus the server's ready line and the commands) and ``<sweep-out>.md`` (a table)."""
+    server = start_server(a.artifact, *extra)
+    out = Path(a.sweep_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model, url = server.info["model"], server.grpc if a.protocol == "grpc" else server.http
+    bench = ["bench", "--server", url, "--model", model, "--protocol", a.protocol, "--concurrency", a.concurrency]
+    bench += ["--duration-s", str(a.duration_s), "--warmup-s", str(a.warmup_s), "--json", f"{out}.json"]
+    try:
+        done = subprocess.run([sys.executable, "-m", "resnet_deploy", *bench], capture_output=True, text=True)
+    finally:
+        code, seconds, orphans = stop_server(server)
+    if done.returncode != 0:
+        raise SystemExit(f"bench --server failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    report = json.loads(Path(f"{out}.json").read_text())
+    serve_cmd = f"resnet-deploy serve {Path(a.artifact).name} " + " ".join(extra)
+    report["commands"] = {
+        "benchmark": " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]),
+        "serve": serve_cmd,
+        "bench": "resnet-deploy " + " ".join(bench).replace(url, "127.0.0.1:PORT"),
+    }
+    report["server_info"] = {
+        k: server.info[k] for k in ("model", "runner", "input", "max_batch_size", "max_queue_delay_us")
+    }
+    report["shutdown"] = {"signal": "SIGTERM", "exit_code": code, "seconds": round(seconds, 2), "orphans": orphans}
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(f"{out}.md").write_text(_sweep_markdown(report) + "\n")
+    print(done.stdout)
+
+
+def _sweep_markdown(report: dict[str, Any]) -> str:
+    env, settings, cmds = report["environment"], report["settings"], report["commands"]
+    model = env["model"]
+    lines = [
+        f"# Serving sweep: {model['name']} on Triton {env['server'].get('version')} through `resnet-deploy serve`",
+        "",
+        f"`{cmds['benchmark']}`, which runs:",
+        "",
+        f"    {cmds['serve']}",
+        f"    {cmds['bench']}",
+        "",
+        f"Client and server on the same machine ({env['client_cpu']}, {env['client_cores']} cores, "
+        f"{env['platform']}), {env['protocol']}, tritonclient {env['tritonclient']}, Python {env['python']}, "
+        f"{env['date']}. Model: input {model['input']}, max_batch_size {model['max_batch_size']}, "
+        f"dynamic batching {model['dynamic_batching']}, instances {model['instance_group']}; runner "
+        f"{report['server_info']['runner']}. Each level: {settings['warmup_s']:g} s warm-up, then "
+        f"{settings['duration_s']:g} s measured in windows of {settings['window_s']:g} s; random inputs; "
+        "batch-1 requests.",
+        "",
+        "| concurrency | images/s | p50 ms | p90 ms | p99 ms | requests | failed | window spread | "
+        "queue ms | compute ms | mean executed batch | batch sizes executed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        s = r["server"] or {}
+        compute = sum(s.get(k) or 0 for k in ("compute_input_us", "compute_infer_us", "compute_output_us")) / 1e3
+        lines.append(
+            f"| {r['concurrency']} | {r['throughput_ips']:.1f} | {r['latency_p50_ms']:.2f} | {r['latency_p90_ms']:.2f} | "
+            f"{r['latency_p99_ms']:.2f} | {r['requests']} | {r['failures']} | {r['spread_pct']}% | "
+            f"{(s.get('queue_us') or 0) / 1e3:.2f} | {compute:.2f} | {s.get('mean_batch')} | {s.get('batch_sizes')} |"
+        )
+    shut = report["shutdown"]
+    lines += [
+        "",
+        "Queue and compute: Triton's statistics endpoint, mean per request over exactly the measured requests "
+        "(read with no request in flight). Window spread: the largest distance of a window's throughput or "
+        "median latency from the mean of the windows.",
+        f"Server stopped with SIGTERM: exit {shut['exit_code']} in {shut['seconds']} s, orphans: {shut['orphans'] or 'none'}.",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -262,17 +309,24 @@ def main() -> None:
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="append a markdown section here")
+    p.add_argument("--sweep", action="store_true", help="a concurrency sweep (bench --server) instead")
+    p.add_argument("--concurrency", default="1,2,4,8")
+    p.add_argument("--duration-s", type=float, default=5.0)
+    p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--sweep-out", default="benchmarks/results/serve_sweep")
     a = p.parse_args()
     extra = ["--max-queue-delay-us", str(a.max_queue_delay_us), "--instances", str(a.instances)]
     if a.threads:
         extra += ["--threads", str(a.threads)]
+    if a.sweep:
+        sweep(a, extra)
+        return
     server = start_server(a.artifact, *extra)
     try:
-        x = random_inputs(server.info, 64)
-        result = run_load(server, x, clients=a.clients, requests=a.requests, protocol=a.protocol)
+        result = run_load(server, clients=a.clients, requests=a.requests, protocol=a.protocol)
     finally:
         code, seconds, orphans = stop_server(server)
-    report = {
+    report: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]),
         "server": {k: server.info[k] for k in ("model", "runner", "input", "max_batch_size", "max_queue_delay_us")},
         "load": result.to_dict(),

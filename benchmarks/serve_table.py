@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serve_load import random_inputs, run_load, start_server, stop_server
+from benchmarks.serve_load import run_load, start_server, stop_server
 
 
 def _artifacts(workdir: Path) -> dict[str, Path]:
@@ -79,7 +79,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args()
     rows: dict[str, list[dict[str, Any]]] = {c["label"]: [] for c in CONFIGS}
-    shutdowns = []
+    shutdowns: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = _artifacts(Path(tmp))
         for r in range(a.rounds):
@@ -88,7 +88,6 @@ def main() -> None:
                 try:
                     result = run_load(
                         server,
-                        random_inputs(server.info, 32),
                         clients=a.clients,
                         requests=c["requests"],
                         protocol=a.protocol,

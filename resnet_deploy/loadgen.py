@@ -60,7 +60,7 @@ def parse_concurrency(text: str) -> list[int]:
         levels = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise ConfigError(f"--concurrency {text!r}: give comma-separated positive integers, e.g. 1,2,4,8") from None
-    return check_concurrency(levels, text)
+    return check_concurrency(levels, text if levels else repr(text))
 
 
 def check_concurrency(levels: Sequence[int], shown: object = None) -> list[int]:
@@ -227,8 +227,9 @@ def _measure(
     """Run ``phase`` window by window until the rule is met (or DEFAULT_WINDOWS windows without a
     rule, or ``max_s`` measured seconds); returns the windows and whether Ctrl-C stopped it."""
     bounds: list[tuple[float, float]] = []
-    start = t0 = phase.start()
+    start = math.inf  # no window yet
     try:
+        start = t0 = phase.start()
         while True:
             end = start + window_s
             _sleep_until(end)
@@ -244,9 +245,9 @@ def _measure(
         now = time.perf_counter()
         if now - start > 0.05:
             bounds.append((start, now))  # the part of a window that was measured
-        phase.stop()
         return bounds, True
-    phase.stop()
+    finally:
+        phase.stop()
     return bounds, False
 
 
@@ -277,7 +278,7 @@ def sweep_server(
     if served.max_batch_size == 0 and batch != 1:
         raise ConfigError(f"--batch {batch}: model {model!r} takes no batch axis (max_batch_size 0): use --batch 1")
     if batch > served.max_batch_size > 0:
-        raise ConfigError(f"--batch {batch}: over model {model!r}'s max_batch_size {served.max_batch_size}")
+        raise ConfigError(f"--batch {batch}: over the max_batch_size {served.max_batch_size} of model {model!r}")
     window_s = duration_s if stability is not None else duration_s / DEFAULT_WINDOWS
     max_s = (stability.max_duration_s or 10 * duration_s) if stability is not None else duration_s
     report = ServerSweep(

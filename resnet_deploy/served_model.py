@@ -331,9 +331,11 @@ class LoadPhase:
         self._stop.set()
         self.join()
 
-    def join(self) -> None:
+    def join(self, *, until_done: bool = False) -> None:
+        """Wait for the threads: as long as the requests in flight may take, or (``until_done``)
+        until each has sent its ``limit`` requests."""
         for t in self._threads:
-            t.join(self.model.timeout_s + 5.0)
+            t.join(None if until_done else self.model.timeout_s + 5.0)
 
     def all_records(self) -> list[tuple[float, float, str | None]]:
         return sorted(r for part in self.records for r in part)
