@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError
+from .errors import ConfigError, ServeError
 
 PROTOCOLS = ("grpc", "http")
 _STATS_KEYS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
@@ -164,6 +164,15 @@ def _served_models(client: Any, protocol: str, timeout_s: float) -> list[str]:
     return []
 
 
+def _model_ready(client: Any, protocol: str, model: str, timeout_s: float) -> bool:
+    try:
+        if protocol == "grpc":
+            return bool(client.is_model_ready(model, client_timeout=timeout_s))
+        return bool(client.is_model_ready(model))
+    except Exception:
+        return False
+
+
 def describe_model(url: str, model: str, *, protocol: str = "grpc", timeout_s: float = 30.0) -> ServedModel:
     """Ask the server at ``url`` about ``model``: a ConfigError when no server answers, the model
     is not ready there, or it has not exactly one input of a fixed per-image shape."""
@@ -182,27 +191,24 @@ def describe_model(url: str, model: str, *, protocol: str = "grpc", timeout_s: f
             f"no Triton server answers at {where}: {_one_line(e)} (check the port: Triton's HTTP and gRPC ports "
             "differ, serve prints both)"
         ) from None
-    if not live:
-        raise ConfigError(f"the Triton server at {where} is not live")
     try:
-        ready = (
-            client.is_model_ready(model, client_timeout=timeout_s)
-            if protocol == "grpc"
-            else client.is_model_ready(model)
-        )
-    except Exception:
-        ready = False
-    if not ready:
-        served = _served_models(client, protocol, timeout_s)
-        raise ConfigError(
-            f"the server at {where} has no ready model {model!r}; it serves: {', '.join(served) or 'no model'}"
-        )
-    meta = _query(client, protocol, "get_model_metadata", model, timeout_s=timeout_s)
-    config = _query(client, protocol, "get_model_config", model, timeout_s=timeout_s)
-    config = config.get("config", config)  # gRPC wraps it
-    server = _query(client, protocol, "get_server_metadata", timeout_s=timeout_s)
-    with contextlib.suppress(Exception):
-        client.close()
+        if not live:
+            raise ConfigError(f"the Triton server at {where} is not live")
+        if not _model_ready(client, protocol, model, timeout_s):
+            served = _served_models(client, protocol, timeout_s)
+            raise ConfigError(
+                f"the server at {where} has no ready model {model!r}; it serves: {', '.join(served) or 'no model'}"
+            )
+        try:
+            meta = _query(client, protocol, "get_model_metadata", model, timeout_s=timeout_s)
+            config = _query(client, protocol, "get_model_config", model, timeout_s=timeout_s)
+            config = config.get("config", config)  # gRPC wraps it
+            server = _query(client, protocol, "get_server_metadata", timeout_s=timeout_s)
+        except Exception as e:
+            raise ServeError(f"the server at {where} did not describe model {model!r}: {_one_line(e)}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
     return _model_from(probe, meta, config, server)
 
 
