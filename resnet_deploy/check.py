@@ -35,7 +35,7 @@ from .records import record_check
 from .reports import sha256_file
 from .runtime.base import Runner
 from .runtime.pyt import TorchRunner
-from .runtime.registry import open_runner
+from .runtime.registry import Backend, open_backend, open_runner, parse_backend, resolve_backend
 
 
 def _file_sha256(artifact: Any) -> str | None:
@@ -60,6 +60,7 @@ def compare(
     weights: str | None = None,
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
     inputs: Sequence[InputSet] | None = None,
+    backend: str | Backend = Backend.auto,
 ) -> CheckReport:
     """Run ``candidate`` and ``reference`` on the same inputs and judge the difference.
 
@@ -68,7 +69,8 @@ def compare(
     path, or a Runner. Inputs: seeded random tensors at each batch size (or the given ``inputs``,
     ``(label, batch)`` pairs, instead), plus up to ``max_images`` real images from ``images``
     preprocessed as the candidate's metadata says. ``tolerance`` overrides the per-precision
-    defaults (``precisions.PRECISIONS``) for every input set.
+    defaults (``precisions.PRECISIONS``) for every input set. ``backend`` runs a candidate path
+    on that backend (``auto``: its own; ``providers`` apply to ONNX Runtime only).
     """
     t0 = time.perf_counter()
     check_batch_sizes(batch_sizes)
@@ -76,13 +78,18 @@ def compare(
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
         raise ConfigError(f"--max-images {max_images}: must be at least 1")
     # The bytes compared, hashed once before they run (what a parity record vouches for).
+    key = parse_backend(backend)
+    if key not in (Backend.auto, Backend.onnxruntime) and tuple(providers) != ("CPUExecutionProvider",):
+        raise ConfigError(f"--provider applies to --backend onnxruntime, not {key.value}")
     cand_sha, ref_sha = _file_sha256(candidate), _file_sha256(reference)
-    if cand_sha is not None and cand_sha == ref_sha and tuple(providers) == ("CPUExecutionProvider",):
-        # (the same file on a GPU provider against the CPU is a real check; on the CPU twice it is not)
+    same_backend = cand_sha is None or resolve_backend(candidate, key) is resolve_backend(candidate)
+    if cand_sha is not None and cand_sha == ref_sha and tuple(providers) == ("CPUExecutionProvider",) and same_backend:
+        # (the same file on a GPU provider or another backend against ONNX Runtime's CPU is a real
+        # check; on the CPU twice it is not)
         raise ConfigError(
             f"the reference {os.path.basename(reference)} is the candidate itself (same bytes): nothing would be checked"
         )
-    cand, ref = _open_pair(candidate, reference, weights, providers)
+    cand, ref = _open_pair(candidate, reference, weights, providers, key)
     meta = ArtifactMeta(cand.metadata)
     notes: list[str] = []
     sizes = list(batch_sizes)
@@ -142,10 +149,10 @@ def _check_judgeable(
 
 
 def _open_pair(
-    candidate: Any, reference: Any, weights: str | None, providers: tuple[str, ...]
+    candidate: Any, reference: Any, weights: str | None, providers: tuple[str, ...], backend: Backend
 ) -> tuple[Runner, Runner]:
     """The candidate's and the reference's runners, checked to take the same inputs."""
-    cand = candidate if isinstance(candidate, Runner) else open_runner(candidate, providers=providers)
+    cand = candidate if isinstance(candidate, Runner) else open_backend(candidate, backend, providers=providers)
     if isinstance(reference, Runner):
         ref = reference
     elif str(reference) == "torch":
@@ -203,7 +210,16 @@ def check(
     its parity record (what ``ship`` requires) and raise ``ParityError`` with the report when any
     input set fails its tolerance."""
     report = compare(candidate, reference, **options)
-    if record:
+    backend = options.get("backend", Backend.auto)
+    if record and resolve_backend(candidate, backend) is not resolve_backend(candidate):
+        # The record vouches for the artifact where it runs by default (what ship serves): a run on
+        # another backend neither earns nor revokes it.
+        report.notes = [
+            *(report.notes or []),
+            f"no parity record written: it vouches for {os.path.basename(candidate)} on "
+            f"{resolve_backend(candidate).value}, and this check ran on {parse_backend(backend).value}",
+        ]
+    elif record:
         record_check(candidate, report)
     if not report.passed:
         failed = [row.inputs for row in report.rows if not row.result.passed]

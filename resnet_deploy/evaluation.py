@@ -15,7 +15,7 @@ from .errors import ConfigError, DataError
 from .metrics import check_batch_sizes
 from .reports import Progress, Reporter, StepProgress
 from .runtime.base import Runner
-from .runtime.registry import open_runner
+from .runtime.registry import Backend, open_backend, parse_backend
 
 
 @dataclass
@@ -60,21 +60,26 @@ def evaluate(
     threads: int | None = None,
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
     progress: Progress | StepProgress | None = None,
+    backend: str | Backend = Backend.auto,
 ) -> EvalReport:
     """Accuracy of an ONNX file, a zoo model / checkpoint, or any Runner on an image folder.
 
     Class ``i`` is the ``i``-th class folder in sorted order (ImageNet's wnid folders sort into
     its class indices), or the ``i``-th line of ``labels_file``. ``limit`` evaluates that many
-    images spread evenly over the dataset.
+    images spread evenly over the dataset. ``backend`` runs an artifact path on that backend
+    (``auto``: by its kind).
     """
     say = Reporter(progress)
     check_batch_sizes([batch_size], "--batch-size")
     if limit is not None and limit <= 0:
         raise ConfigError(f"limit must be a positive integer, got {limit}")
+    key = parse_backend(backend)
+    if key not in (Backend.auto, Backend.onnxruntime) and tuple(providers) != ("CPUExecutionProvider",):
+        raise ConfigError(f"--provider applies to --backend onnxruntime, not {key.value}")
     runner = (
         artifact
         if isinstance(artifact, Runner)
-        else open_runner(artifact, weights=weights, depth=depth, threads=threads, providers=providers)
+        else open_backend(artifact, backend, weights=weights, depth=depth, threads=threads, providers=providers)
     )
     dataset = image_folder(data, labels_file)
     samples = dataset.samples

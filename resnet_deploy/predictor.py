@@ -93,7 +93,7 @@ class Predictor:
     ) -> Predictor:
         """Open ``path`` (an ONNX file, a TensorRT plan, a model id or a ``.pth`` checkpoint, whose
         architecture ``depth`` names) on ``backend``: auto | onnxruntime | onnxruntime-cuda |
-        onnxruntime-tensorrt | tensorrt | torch."""
+        onnxruntime-tensorrt | tensorrt | torch | openvino."""
         runner = open_backend(path, backend, threads=threads, depth=depth)
         return cls(runner, labels=labels, batch_size=batch_size)
 

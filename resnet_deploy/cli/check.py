@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..reports import printable
-from ._common import PROVIDER_OPT, SEED_BOUNDS, _emit_json, _parse_batch_sizes, _stages, err, out
+from ._common import PROVIDER_OPT, SEED_BOUNDS, BackendChoice, _emit_json, _parse_batch_sizes, _stages, err, out
 
 MIN_SQNR_OPT = typer.Option(
     "--min-sqnr-db",
@@ -28,6 +28,10 @@ LAYERS_OPT = typer.Option(
     "--layers",
     help="Compare every layer (torchvision module names) and name the first divergent one: a diagnosis, "
     "no parity record is written. Inputs: --images, else the --batch-sizes random inputs as one set (8+ samples).",
+)
+BACKEND_OPT = typer.Option(
+    "--backend",
+    help="Run the artifact on this backend (auto: ONNX Runtime for an ONNX; openvino: OpenVINO's CPU plugin).",
 )
 PLOT_OPT = typer.Option(
     "--plot",
@@ -89,6 +93,7 @@ def check_cmd(
     min_sqnr_db: Annotated[float | None, MIN_SQNR_OPT] = None,
     min_retrieval: Annotated[float | None, MIN_RETRIEVAL_OPT] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
+    backend: Annotated[BackendChoice, BACKEND_OPT] = BackendChoice.auto,
     layers: Annotated[bool, LAYERS_OPT] = False,
     plot: Annotated[Path | None, PLOT_OPT] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -106,6 +111,8 @@ def check_cmd(
         raise ConfigError("--plot draws the per-layer comparison: add --layers")
     if layers and providers != providers_for("cpu"):
         raise ConfigError("--layers runs both models on ONNX Runtime's CPU provider: drop --provider")
+    if layers and backend is not BackendChoice.auto:
+        raise ConfigError("--layers runs both models on ONNX Runtime's CPU provider: drop --backend")
     tolerance = None
     given = (rtol, min_cosine, min_top1, min_sqnr_db, min_retrieval)
     if any(v is not None for v in given):  # the given criteria replace the precision's defaults
@@ -134,6 +141,7 @@ def check_cmd(
                 tolerance=tolerance,
                 weights=weights,
                 providers=providers,
+                backend=backend,
             )
         except ParityError as e:
             failure, report = e, e.report
@@ -299,6 +307,7 @@ def eval_cmd(
     min_sqnr_db: Annotated[float | None, MIN_SQNR_OPT] = None,
     min_retrieval: Annotated[float | None, MIN_RETRIEVAL_OPT] = None,
     provider: Annotated[str, PROVIDER_OPT] = "cpu",
+    backend: Annotated[BackendChoice, BACKEND_OPT] = BackendChoice.auto,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Top-1 / top-5 accuracy of an artifact on an image folder."""
@@ -317,6 +326,7 @@ def eval_cmd(
             threads=threads,
             providers=providers_for(provider),
             progress=progress,
+            backend=backend,
         )
     if report.skipped:
         err.print(

@@ -137,7 +137,10 @@ def serve_cmd(
     ] = None,
     instances: Annotated[int, typer.Option(help="Model instances (each with its own runner).")] = 1,
     backend: Annotated[
-        str, typer.Option(help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch.")
+        str,
+        typer.Option(
+            help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch | openvino."
+        ),
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option(help="CPU threads per instance (default: cores / instances).", show_default=False)
@@ -226,7 +229,10 @@ def predict_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
     topk: Annotated[int, typer.Option("--topk", help="Classes to show per image.")] = 5,
     backend: Annotated[
-        str, typer.Option(help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch.")
+        str,
+        typer.Option(
+            help="auto | onnxruntime | onnxruntime-cuda | onnxruntime-tensorrt | tensorrt | torch | openvino."
+        ),
     ] = "auto",
     labels: Annotated[
         Path | None, typer.Option(help="Class names, one per line (default: from the model).", show_default=False)

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..onnx_io import ArtifactMeta
 from .base import Runner
 from .onnxrt import OnnxRuntimeRunner, providers_for
+from .openvino import OpenVINORunner
 from .pyt import TorchRunner
 from .trt import TensorRTRunner
 
@@ -53,6 +54,7 @@ class RunOptions:
     weights: str | None = None  # a model id's weights
     depth: int | str | None = None  # a checkpoint's architecture
     torch: tuple[tuple[str, Any], ...] = ()  # TorchRunner options: dtype, channels_last, compile, cuda_graphs
+    hint: str | None = None  # OpenVINO's performance hint: latency | throughput (None: OpenVINO's default)
 
     def torch_options(self) -> dict[str, Any]:
         options = dict(self.torch)
@@ -80,6 +82,12 @@ def _tensorrt(path: Path, kind: str, o: RunOptions) -> Runner:
     return TensorRTRunner(path)
 
 
+def _openvino(path: Path, kind: str, o: RunOptions) -> Runner:
+    if kind != "onnx":
+        raise ConfigError(f"backend openvino runs .onnx files, not {path.name}")
+    return OpenVINORunner(path, threads=o.threads, hint=o.hint)
+
+
 def _torch(path: Path, kind: str, o: RunOptions) -> Runner:
     options = o.torch_options()
     if kind == "model-id":
@@ -105,6 +113,7 @@ BACKENDS: dict[Backend, Callable[[Path, str, RunOptions], Runner]] = {
     Backend.onnxruntime_tensorrt: _onnxruntime("tensorrt"),
     Backend.tensorrt: _tensorrt,
     Backend.torch: _torch,
+    Backend.openvino: _openvino,
 }
 # auto: the backend for each kind of artifact.
 DEFAULT_BACKEND = {
@@ -137,16 +146,20 @@ def open_backend(
     weights: str | None = None,
     providers: tuple[str, ...] | None = None,
     device: str = "cpu",
+    hint: str | None = None,
     **torch_options: Any,
 ) -> Runner:
     """The runner for ``artifact`` on ``backend``: an ONNX file, a TensorRT plan, a PyTorch
     checkpoint (``depth`` names its architecture) or a model id / depth (``weights``). ``auto``:
     ONNX Runtime for an ONNX, TensorRT for a plan, PyTorch otherwise. A GPU backend that cannot
-    start is an error when the runner is entered, never a silent move to the CPU."""
+    start is an error when the runner is entered, never a silent move to the CPU. ``hint``:
+    OpenVINO's performance hint (latency | throughput), refused for every other backend."""
     key = parse_backend(backend)  # an unknown backend fails before any file is looked at
     kind = artifact_kind(artifact)
     chosen = DEFAULT_BACKEND[kind] if key is Backend.auto else key
-    options = RunOptions(threads, providers, device, weights, depth, tuple(torch_options.items()))
+    if hint is not None and chosen is not Backend.openvino:
+        raise ConfigError(f"--hint applies to --backend openvino, not {chosen.value}")
+    options = RunOptions(threads, providers, device, weights, depth, tuple(torch_options.items()), hint)
     return BACKENDS[chosen](Path(os.fspath(artifact)), kind, options)
 
 
