@@ -55,6 +55,7 @@ class RunOptions:
     depth: int | str | None = None  # a checkpoint's architecture
     torch: tuple[tuple[str, Any], ...] = ()  # TorchRunner options: dtype, channels_last, compile, cuda_graphs
     hint: str | None = None  # OpenVINO's performance hint: latency | throughput (None: OpenVINO's default)
+    streams: int = 1  # TensorRT: CUDA streams, each with its own execution context
 
     def torch_options(self) -> dict[str, Any]:
         options = dict(self.torch)
@@ -68,6 +69,8 @@ def _onnxruntime(provider: str | None) -> Callable[[Path, str, RunOptions], Runn
         if kind != "onnx":
             name = "onnxruntime" if provider is None else f"onnxruntime-{provider}"
             raise ConfigError(f"backend {name} runs .onnx files, not {path.name}")
+        if dict(o.torch).get("cuda_graphs"):
+            raise ConfigError("--cuda-graphs applies to --backend tensorrt and torch (--device cuda), not onnxruntime")
         providers = o.providers if provider is None and o.providers else providers_for(provider or o.device)
         return OnnxRuntimeRunner(path, providers=providers, threads=o.threads)
 
@@ -79,12 +82,14 @@ def _tensorrt(path: Path, kind: str, o: RunOptions) -> Runner:
         raise ConfigError(
             f"backend tensorrt runs .plan/.engine files, not {path.name}: build one first with 'resnet-deploy build {path}'"
         )
-    return TensorRTRunner(path)
+    return TensorRTRunner(path, cuda_graph=bool(dict(o.torch).get("cuda_graphs", False)), streams=o.streams)
 
 
 def _openvino(path: Path, kind: str, o: RunOptions) -> Runner:
     if kind != "onnx":
         raise ConfigError(f"backend openvino runs .onnx files, not {path.name}")
+    if dict(o.torch).get("cuda_graphs"):
+        raise ConfigError("--cuda-graphs applies to --backend tensorrt and torch (--device cuda), not openvino")
     return OpenVINORunner(path, threads=o.threads, hint=o.hint)
 
 
@@ -147,19 +152,23 @@ def open_backend(
     providers: tuple[str, ...] | None = None,
     device: str = "cpu",
     hint: str | None = None,
+    streams: int = 1,
     **torch_options: Any,
 ) -> Runner:
     """The runner for ``artifact`` on ``backend``: an ONNX file, a TensorRT plan, a PyTorch
     checkpoint (``depth`` names its architecture) or a model id / depth (``weights``). ``auto``:
     ONNX Runtime for an ONNX, TensorRT for a plan, PyTorch otherwise. A GPU backend that cannot
     start is an error when the runner is entered, never a silent move to the CPU. ``hint``:
-    OpenVINO's performance hint (latency | throughput), refused for every other backend."""
+    OpenVINO's performance hint (latency | throughput), refused for every other backend;
+    ``streams``: TensorRT's CUDA streams (each with its own execution context), likewise."""
     key = parse_backend(backend)  # an unknown backend fails before any file is looked at
     kind = artifact_kind(artifact)
     chosen = DEFAULT_BACKEND[kind] if key is Backend.auto else key
     if hint is not None and chosen is not Backend.openvino:
         raise ConfigError(f"--hint applies to --backend openvino, not {chosen.value}")
-    options = RunOptions(threads, providers, device, weights, depth, tuple(torch_options.items()), hint)
+    if streams != 1 and chosen is not Backend.tensorrt:
+        raise ConfigError(f"--streams applies to --backend tensorrt, not {chosen.value}")
+    options = RunOptions(threads, providers, device, weights, depth, tuple(torch_options.items()), hint, streams)
     return BACKENDS[chosen](Path(os.fspath(artifact)), kind, options)
 
 
