@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from resnet_deploy.reports import sha256_file
 
 
 def free_ports(n: int = 3) -> list[int]:
@@ -229,6 +232,7 @@ def run_load(
 def sweep(a: argparse.Namespace, extra: list[str]) -> None:
     """``resnet-deploy bench --server`` against a fresh server: ``<sweep-out>.json`` (the command's
     report, plus the server's ready line and the commands) and ``<sweep-out>.md`` (a table)."""
+    load_before = os.getloadavg()[0]  # other jobs on this machine: the numbers' noise
     server = start_server(a.artifact, *extra)
     out = Path(a.sweep_out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,10 +248,12 @@ def sweep(a: argparse.Namespace, extra: list[str]) -> None:
     report = json.loads(Path(f"{out}.json").read_text())
     serve_cmd = f"resnet-deploy serve {Path(a.artifact).name} " + " ".join(extra)
     report["commands"] = {
-        "benchmark": " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]),
+        "benchmark": "python -m benchmarks.serve_load " + shlex.join(sys.argv[1:]),
         "serve": serve_cmd,
         "bench": "resnet-deploy " + " ".join(bench).replace(url, "127.0.0.1:PORT"),
     }
+    report["load_average_1min_before"] = round(load_before, 2)
+    report["artifact"] = {"name": Path(a.artifact).name, "sha256": sha256_file(a.artifact), "made_by": a.made_by}
     report["server_info"] = {
         k: server.info[k] for k in ("model", "runner", "input", "max_batch_size", "max_queue_delay_us")
     }
@@ -263,17 +269,18 @@ def _sweep_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Serving sweep: {model['name']} on Triton {env['server'].get('version')} through `resnet-deploy serve`",
         "",
-        f"`{cmds['benchmark']}`, which runs:",
+        f"`{cmds['benchmark']}`, which runs (the artifact's sha256 {report['artifact']['sha256'][:16]}...):",
         "",
+        *([f"    {report['artifact']['made_by']}"] if report["artifact"]["made_by"] else []),
         f"    {cmds['serve']}",
         f"    {cmds['bench']}",
         "",
         f"Client and server on the same machine ({env['client_cpu']}, {env['client_cores']} cores, "
-        f"{env['platform']}), {env['protocol']}, tritonclient {env['tritonclient']}, Python {env['python']}, "
+        f"{env['platform']}; 1-minute load average {report['load_average_1min_before']} before it started: other jobs share the cores), {env['protocol']}, tritonclient {env['tritonclient']}, Python {env['python']}, "
         f"{env['date']}. Model: input {model['input']}, max_batch_size {model['max_batch_size']}, "
         f"dynamic batching {model['dynamic_batching']}, instances {model['instance_group']}; runner "
         f"{report['server_info']['runner']}. Each level: {settings['warmup_s']:g} s warm-up, then "
-        f"{settings['duration_s']:g} s measured in windows of {settings['window_s']:g} s; random inputs; "
+        f"{settings['duration_s']:g} s measured in windows of {settings['window_s']:.3g} s; random inputs; "
         "batch-1 requests.",
         "",
         "| concurrency | images/s | p50 ms | p90 ms | p99 ms | requests | failed | window spread | "
@@ -314,6 +321,7 @@ def main() -> None:
     p.add_argument("--duration-s", type=float, default=5.0)
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--sweep-out", default="benchmarks/results/serve_sweep")
+    p.add_argument("--made-by", default="", help="--sweep: the command that made the artifact (recorded)")
     a = p.parse_args()
     extra = ["--max-queue-delay-us", str(a.max_queue_delay_us), "--instances", str(a.instances)]
     if a.threads:
