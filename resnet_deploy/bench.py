@@ -511,8 +511,9 @@ def bench_targets(
         shown = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
         for backend in [resolve_backend(path, b) for b in backends] or [resolve_backend(path)]:
             torch_label = _torch_label(device, dtype, torch_options) if backend is Backend.torch else ""
-            extra: dict[str, Any] = {"hint": hint} if hint is not None else {}
-            extra |= {"streams": streams} if streams != 1 else {}
+            # --hint is OpenVINO's and --streams TensorRT's: each goes to its own backend's targets
+            extra: dict[str, Any] = {"hint": hint} if hint is not None and backend is Backend.openvino else {}
+            extra |= {"streams": streams} if streams != 1 and backend is Backend.tensorrt else {}
             runner = open_backend(
                 path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **extra, **torch_options
             )
@@ -521,7 +522,14 @@ def bench_targets(
                 macs = count_macs(runner.model, runner.preprocess.crop)
             if backend is Backend.tensorrt:
                 torch_label = _trt_label(streams, torch_options)
+            elif backend is Backend.openvino and hint is not None:
+                torch_label = f" {hint}"
             targets.append(Target(f"{shown} [{backend.value}{torch_label}]", runner, macs, sha256_file(path)))
+    names_used = {t.runner.name for t in targets}
+    if hint is not None and "openvino" not in names_used:
+        raise ConfigError("--hint applies to --backend openvino, and no target runs on it")
+    if streams != 1 and "tensorrt" not in names_used:
+        raise ConfigError("--streams applies to --backend tensorrt, and no target runs on it")
     if depth is not None and not any(artifact_kind(a) == "checkpoint" for a in artifacts):
         zoo = TorchRunner.from_zoo(
             str(depth), weights="random", threads=threads, device=device, dtype=dtype, **torch_options

@@ -231,3 +231,21 @@ def test_bad_options_are_one_line_errors(onnx_path: Path, extra: list[str], mess
     result = CliRunner().invoke(app, ["bench", str(onnx_path), *extra])
     assert result.exit_code == 2
     assert_one_line_error(result.exit_code, result.stderr, message)
+
+
+def test_hint_goes_to_openvino_targets_only(onnx_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason='needs the openvino extra: pip install "resnet-deploy[openvino]"')
+    out = tmp_path / "ov.json"
+    args = ["bench", str(onnx_path), "--backend", "openvino", "--backend", "onnxruntime", "--hint", "throughput"]
+    result = CliRunner().invoke(app, [*args, "--batch-sizes", "1", *FAST, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["target"] for r in json.loads(out.read_text())["rows"]] == [
+        "r20.onnx [openvino throughput]",
+        "r20.onnx [onnxruntime]",
+    ]
+    for flag, value, needle in (
+        ("--hint", "latency", "--hint applies to --backend openvino"),
+        ("--streams", "2", "--streams applies to --backend tensorrt"),
+    ):
+        result = CliRunner().invoke(app, ["bench", str(onnx_path), flag, value, *FAST])
+        assert_one_line_error(result.exit_code, result.stderr, needle, exit_code=2)
