@@ -322,8 +322,9 @@ def _layout(repo_path: Path, model_name: str, version: int, replace: bool) -> _L
     return layout
 
 
-def _header(art: _Artifact, digest: str, problems: list[str]) -> list[str]:
-    """The comments at the top of config.pbtxt: where the model came from, how to feed it."""
+def _header(art: _Artifact, digest: str, problems: list[str], evidence: Sequence[str]) -> list[str]:
+    """The comments at the top of config.pbtxt: where the model came from, how to feed it, and
+    the caller's ``evidence`` for the settings (``ship --tune``'s measurements)."""
     meta, sidecar = art.meta, art.sidecar
     header = [
         f"{_MARK} {__version__} from {art.src.name} (sha256 {digest[:16]}...)",
@@ -338,7 +339,7 @@ def _header(art: _Artifact, digest: str, problems: list[str]) -> list[str]:
         )
     if problems:
         header.append("SHIPPED WITH --force: " + "; ".join(problems))
-    return header
+    return [*header, *evidence]
 
 
 def _check_same_model(config_path: Path, text: str, model_dir: Path, version: int, names: list[str] | None) -> None:
@@ -449,12 +450,15 @@ def ship(
     labels: str | os.PathLike[str] | None = None,
     force: bool = False,
     replace: bool = False,
+    evidence: Sequence[str] = (),
+    dry_run: bool = False,
 ) -> ShipReport:
     """Put ``artifact`` (a toolkit ONNX or TensorRT plan) into the Triton model repository ``repo``.
 
     ``accelerator``: for an ONNX on GPU instances, run it through ONNX Runtime's TensorRT
     execution provider at this precision (fp32 | fp16 | int8). ``max_queue_delay_us=None``
-    turns dynamic batching off."""
+    turns dynamic batching off. ``evidence``: lines for the config's header comment (why these
+    settings). ``dry_run``: every check, the config text and the report, but nothing written."""
     src = _check_source(artifact)
     kind, preferred = _check_options(kind, version, instances, max_queue_delay_us, preferred_batch)
     repo_path = _check_repository(repo)
@@ -480,7 +484,7 @@ def ship(
         max_queue_delay_us=max_queue_delay_us,
         labels=names is not None,
         accelerator_precision=accelerator,
-        header=_header(art, digest, problems),
+        header=_header(art, digest, problems, evidence),
     )
     validated = validate_config(text)
     if not validated:
@@ -488,7 +492,7 @@ def ship(
     if layout.config.is_file():
         _check_same_model(layout.config, text, layout.model_dir, version, names)
 
-    files = _assemble(art, layout, version, digest, text, names)
+    files = [art.filename] if dry_run else _assemble(art, layout, version, digest, text, names)
     io = art.io
     return ShipReport(
         repository=str(repo_path.resolve()),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..errors import ConfigError
 from ..reports import to_jsonable
+from . import tune as tune_cli
 from ._common import KindChoice, PrecisionChoice, _emit_json, err, out
 
 
@@ -33,7 +34,9 @@ def ship_cmd(
             "--max-batch", help="max_batch_size (default: an engine's profile max, else 64).", show_default=False
         ),
     ] = None,
-    instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
+    instances: Annotated[
+        int | None, typer.Option(help="Model instances (instance_group count) [default: 1].", show_default=False)
+    ] = None,
     kind: Annotated[KindChoice, typer.Option(help="Instance kind: gpu, or cpu (ONNX only).")] = KindChoice.gpu,
     preferred_batch: Annotated[
         str | None,
@@ -64,27 +67,37 @@ def ship_cmd(
         bool, typer.Option("--force", help="Ship without a passing parity record, or with random weights.")
     ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing version.")] = False,
+    tune: Annotated[bool, tune_cli.TUNE_OPT] = False,
+    latency_budget: Annotated[float | None, tune_cli.BUDGET_OPT] = None,
+    tune_instances: Annotated[str | None, tune_cli.INSTANCES_OPT] = None,
+    tune_preferred_batch: Annotated[str | None, tune_cli.PREFERRED_OPT] = None,
+    tune_queue_delay_us: Annotated[str | None, tune_cli.DELAYS_OPT] = None,
+    tune_concurrency: Annotated[str | None, tune_cli.CONCURRENCY_OPT] = None,
+    tune_duration_s: Annotated[float | None, tune_cli.DURATION_OPT] = None,
+    tune_max_candidates: Annotated[int | None, tune_cli.MAX_CANDIDATES_OPT] = None,
+    tune_max_time_s: Annotated[float | None, tune_cli.MAX_TIME_OPT] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Write a Triton model repository entry (config.pbtxt, labels, model) for a verified artifact."""
     from ..ship import ship
 
+    options = {k: v for k, v in locals().items() if k.startswith(("tune_", "latency_")) or k in tune_cli.SHIP_OWN}
+    tune_cli.check_tune_options(tune, options)
     if no_dynamic_batching and max_queue_delay_us is not None:
         raise ConfigError("--max-queue-delay-us configures the dynamic batcher: drop --no-dynamic-batching")
+    common: dict[str, Any] = dict(
+        name=name, version=version, max_batch=max_batch, kind=kind.value, labels=labels, force=force
+    )
+    common.update(accelerator=accelerator.value if accelerator else None, replace=replace)
+    if tune:
+        return tune_cli.tune_ship(artifact, repo, options, common, json_out)
     report = ship(
         artifact,
         repo,
-        name=name,
-        version=version,
-        max_batch=max_batch,
-        instances=instances,
-        kind=kind.value,
+        instances=1 if instances is None else instances,
         preferred_batch=preferred_batch,
         max_queue_delay_us=None if no_dynamic_batching else (100 if max_queue_delay_us is None else max_queue_delay_us),
-        accelerator=accelerator.value if accelerator else None,
-        labels=labels,
-        force=force,
-        replace=replace,
+        **common,
     )
     for problem in report.forced:
         err.print("[bold red]warning:[/] shipped with --force: " + escape(problem), highlight=False)
