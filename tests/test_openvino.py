@@ -177,6 +177,9 @@ def test_cli_bad_input_is_one_line(models: dict[str, Path], tmp_path: Path) -> N
     code, _, err = run("predict", str(unsupported), str(tmp_path), "--backend", "openvino")
     assert_one_line_error(code, err, "openvino cannot read unsupported.onnx", "com.example.Classify")
 
+    (tmp_path / "digits.pth").write_bytes(b"\0" * 16)
+    code, _, err = run("predict", str(tmp_path / "digits.pth"), str(tmp_path), "--backend", "openvino")
+    assert_one_line_error(code, err, "backend openvino runs .onnx files, not digits.pth", exit_code=2)
     code, _, err = run("check", str(models["fp32"]), "--backend", "openvino", "--provider", "cuda")
     assert_one_line_error(code, err, "--provider applies to --backend onnxruntime, not openvino", exit_code=2)
     code, _, err = run("check", str(models["fp32"]), "--backend", "openvino", "--layers")
