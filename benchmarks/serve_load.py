@@ -354,7 +354,7 @@ def main() -> None:
             f"{a.requests} requests, queue delay {a.max_queue_delay_us} us, {a.instances} instance(s)\n\n"
             f"`{report['command']}` on {report['environment']['cores']} cores, pytriton "
             f"{report['environment']['pytriton']}\n\n"
-            "| ok | failed | p50 ms | p90 ms | p99 ms | max ms | requests/s | mean batch (Triton metrics) | batch sizes executed |\n"
+            "| ok | failed | p50 ms | p90 ms | p99 ms | max ms | requests/s | mean batch (Triton statistics) | batch sizes executed |\n"
             "|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
             f"| {r.ok} | {r.failed} | {r.p50_ms} | {r.p90_ms} | {r.p99_ms} | {r.max_ms} | {r.requests_per_s} | "
             f"{r.mean_batch} | {r.batch_stats} |\n\n"

@@ -150,7 +150,7 @@ def main() -> None:
         f"{a.rounds} interleaved rounds (medians shown), the clients on the same machine as the server. "
         f"Environment: {env}. Random weights (the load does not depend on them).",
         "",
-        "| configuration | requests | failed | requests/s | vs first of its model | p50 ms | p99 ms | mean batch (Triton metrics) | largest batch |",
+        "| configuration | requests | failed | requests/s | vs first of its model | p50 ms | p99 ms | mean batch (Triton statistics) | largest batch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:

@@ -74,7 +74,7 @@ def check_concurrency(levels: Sequence[int], shown: object = None) -> list[int]:
 
 
 def _check_budget(duration_s: float, warmup_s: float, timeout_s: float, batch: int) -> None:
-    for option, value, low in (("--duration-s", duration_s, 0.0), ("--timeout-s", timeout_s, 0.0)):
+    for option, value, low in (("--duration-s", duration_s, 0.0), ("timeout_s", timeout_s, 0.0)):
         if isinstance(value, bool) or not (math.isfinite(value) and low < value <= MAX_SECONDS):
             raise ConfigError(f"{option} {value}: must be a number of seconds in (0, {MAX_SECONDS:g}]")
     if isinstance(warmup_s, bool) or not (math.isfinite(warmup_s) and 0 <= warmup_s <= MAX_SECONDS):

@@ -344,4 +344,4 @@ class LoadPhase:
             t.join(None if until_done else self.model.timeout_s + 5.0)
 
     def all_records(self) -> list[tuple[float, float, str | None]]:
-        return sorted(r for part in self.records for r in part)
+        return sorted((r for part in self.records for r in part), key=lambda r: r[0])

@@ -208,7 +208,7 @@ def test_no_server_no_model_option_bad_address(server: Server) -> None:
     for levels in ([], [0], [True], [1.5], [257]):
         with pytest.raises(ConfigError, match="--concurrency"):
             check_concurrency(levels)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="--timeout-s"):
+    with pytest.raises(ConfigError, match="timeout_s inf"):
         sweep_server(server.grpc, "digits", timeout_s=math.inf)
     with pytest.raises(ConfigError, match="--warmup-s"):
         sweep_server(server.grpc, "digits", warmup_s=-1)
