@@ -2,8 +2,9 @@
 
 The public API uses the CLI's names: each command is one of these calls (``export`` is
 ``export_chain``, ``convert`` is ``to_fp16`` / ``quantize_int8``, ``build`` is ``build_engine``,
-``check`` is ``check`` / ``compare``, ``bench`` is ``benchmark``, ``eval`` is ``evaluate``, ``ship``
-is ``ship``, ``predict`` is ``Predictor``). Heavy runtimes (onnxruntime, tensorrt) are imported
+``check`` is ``check`` / ``compare``, ``bench`` is ``benchmark`` (``--latency-budget``:
+``search_batch``; ``--server``: ``sweep_server``), ``eval`` is ``evaluate``, ``ship`` is ``ship``
+(``--tune``: ``tune_config``), ``predict`` is ``Predictor``). Heavy runtimes (onnxruntime, tensorrt) are imported
 lazily where they are used, never here.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .choices import Backend, InputFormat, OutputFormat, Precision
 from .errors import (
+    BudgetError,
     ConfigError,
     DataError,
     EngineError,
@@ -26,8 +28,10 @@ from .errors import (
     ResnetDeployError,
     ServeError,
     ShipRefused,
+    TuneError,
     WeightsError,
 )
+from .stability import Stability
 
 _LAZY: dict[str, str] = {
     "bench_targets": ".bench",
@@ -62,6 +66,11 @@ _LAZY: dict[str, str] = {
     "open_backend": ".runtime",
     "open_runner": ".runtime",
     "ship": ".ship",
+    "ServerSweep": ".loadgen",
+    "sweep_server": ".loadgen",
+    "search_batch": ".sizing",
+    "TuneReport": ".tune",
+    "tune_config": ".tune",
 }
 
 if TYPE_CHECKING:
@@ -72,6 +81,7 @@ if TYPE_CHECKING:
     from .evaluation import evaluate
     from .export import ExportReport, export_onnx
     from .layers import check_layers, compare_layers
+    from .loadgen import ServerSweep, sweep_server
     from .models import ModelCfg, create_model, get_model_cfg, list_models, model_stats
     from .onnx_io import ArtifactMeta, read_metadata
     from .pipeline import ChainReport, EngineOptions, PrecisionOptions, export_chain
@@ -80,6 +90,8 @@ if TYPE_CHECKING:
     from .predictor import Prediction, Predictor
     from .runtime import open_backend, open_runner
     from .ship import ship
+    from .sizing import search_batch
+    from .tune import TuneReport, tune_config
 
 
 def __getattr__(name: str) -> Any:
@@ -98,6 +110,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ArtifactMeta",
     "Backend",
+    "BudgetError",
     "ChainReport",
     "ConfigError",
     "DataError",
@@ -117,7 +130,11 @@ __all__ = [
     "Predictor",
     "ResnetDeployError",
     "ServeError",
+    "ServerSweep",
     "ShipRefused",
+    "Stability",
+    "TuneError",
+    "TuneReport",
     "WeightsError",
     "__version__",
     "add_pixel_input",
@@ -142,6 +159,9 @@ __all__ = [
     "parse_layer_information",
     "quantize_int8",
     "read_metadata",
+    "search_batch",
     "ship",
+    "sweep_server",
     "to_fp16",
+    "tune_config",
 ]

@@ -171,6 +171,8 @@ def test_a_uint8_pixel_model_and_a_server_that_stops_mid_sweep(digits_onnx: Path
         (["--stable", "--stability-pct", "0"], ["--stability-pct 0"]),
         (["--csv", "-"], ["--csv needs a file path"]),
         (["--iters", "3", "resnet.onnx"], ["--server measures a live server"]),
+        (["--iters", "3"], ["--iters: not for --server"]),
+        (["--threads", "2", "--batch-sizes", "4"], ["--threads, --batch-sizes: not for --server"]),
     ],
 )
 def test_bad_input_is_one_line(server: Server, args: list[str], needles: list[str], tmp_path: Path) -> None:

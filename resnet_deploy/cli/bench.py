@@ -284,6 +284,18 @@ def _bench_server(o: dict[str, Any]) -> None:
             "--server measures a live server: drop the artifacts, --depth, --backend, --latency-budget, "
             "--hint and --streams"
         )
+    # The options of a local measurement would do nothing against a server: refused, not ignored.
+    unused = {"--iters": o["iters"] is not None, "--threads": o["threads"] is not None}
+    unused |= {"--rounds": o["rounds"] != 5, "--batch-sizes": o["batch_sizes"] != "1,8,32"}
+    unused |= {"--device": o["device"].value != "cpu", "--precision": o["precision"].value != "fp32"}
+    unused |= {"--peak-gflops": o["peak_gflops"] is not None, "--compute-only": o["compute_only"]}
+    unused |= {"--cuda-graphs": o["cuda_graphs"], "--channels-last": o["channels_last"]}
+    unused |= {"--compile": o["compile_model"]}
+    given = [flag for flag, on in unused.items() if on]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: not for --server (use --batch for images per request, --duration-s or --stable)"
+        )
     bench_server_cmd(
         o["server"],
         o["model"],
