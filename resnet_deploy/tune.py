@@ -103,6 +103,7 @@ class TuneReport:
     report_path: str | None = None
     ship: dict[str, Any] | None = None
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> CandidateResult | None:
@@ -324,6 +325,18 @@ def _fmt_ips(v: float) -> str:
     return f"{v:.0f}" if v >= 10 else f"{v:.3g}"
 
 
+def _mismatch(report: TuneReport) -> list[str]:
+    """A config shipped for GPU instances but measured with a CPU runner describes this host, not
+    the GPU it will run on: say so."""
+    providers = (report.environment.get("runner") or {}).get("providers") or []
+    if report.settings["kind"] == "gpu" and providers and all(p == "CPUExecutionProvider" for p in providers):
+        return [
+            "measured with ONNX Runtime on this host's CPU, shipped for KIND_GPU instances: tune on the GPU "
+            "host, or ship with --kind cpu"
+        ]
+    return []
+
+
 def _evidence(report: TuneReport) -> list[str]:
     """The header lines of the shipped config.pbtxt: the budget, the choice, every candidate."""
     best = report.best
@@ -517,6 +530,7 @@ def tune_config(
         **ship_options,
     )
     report.ship = shipped.to_dict()
+    report.warnings = _mismatch(report)
     report.config_path = str(Path(shipped.model_dir) / "config.pbtxt")
     report.report_path = str(Path(shipped.model_dir) / REPORT_NAME)
     report.message = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from resnet_deploy.tune import REPORT_NAME, tune_config
 from tests.helpers import assert_one_line_error
 
 runner = CliRunner()
-FAST = dict(concurrency=(1, 2), duration_s=1.0, warmup_s=0.3, kind="cpu")
+FAST = dict(concurrency=(1, 2), duration_s=1.0, warmup_s=0.3)
 
 
 @pytest.fixture()
@@ -80,10 +81,12 @@ def test_the_best_candidate_is_shipped_with_its_evidence(artifact: Path, tmp_pat
     assert validate_config(text).endswith("ModelConfig")
     config = model_config_pb2.ModelConfig()
     text_format.Parse(text, config)
-    assert (
-        config.instance_group[0].count == 1
-        and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
-    )
+    group = config.instance_group[0]
+    assert group.count == 1 and group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU  # ship's default
+    assert report.warnings == [
+        "measured with ONNX Runtime on this host's CPU, shipped for KIND_GPU instances: tune on the GPU host, "
+        "or ship with --kind cpu"
+    ]
     assert config.dynamic_batching.max_queue_delay_microseconds == best.max_queue_delay_us
     assert list(config.dynamic_batching.preferred_batch_size) == []
     header = [line for line in text.splitlines() if line.startswith("#")]
@@ -137,6 +140,50 @@ def test_an_impossible_budget_writes_nothing_and_names_the_closest(artifact: Pat
     first, second = report["candidates"]
     assert first["status"] == "measured" and first["meets_at"] == [] and first["levels"][0]["latency_p99_ms"] > 0.001
     assert second["status"] == "skipped" and "--tune-max-time-s 1 reached" in second["error"]
+
+
+@pytest.mark.serve
+def test_ctrl_c_stops_the_server_and_writes_nothing(tmp_path: Path) -> None:
+    """SIGINT while a candidate is measured: exit 130 with one line, no repository, no tritonserver left."""
+    served()
+    from benchmarks.serve_load import _children, alive
+    from resnet_deploy import export_onnx
+
+    model = tmp_path / "r20.onnx"
+    export_onnx("resnet20", model, weights="random")
+    repo = tmp_path / "repo"
+    args = ["--force", "--tune", "--latency-budget", "100", "--tune-instances", "1", "--tune-queue-delay-us", "0"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "resnet_deploy",
+            "ship",
+            str(model),
+            "--repo",
+            str(repo),
+            *args,
+            "--tune-duration-s",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _children(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kids = _children(proc.pid)
+    assert kids, "tritonserver never started"
+    time.sleep(8)  # Triton up, the sweep running
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert_one_line_error(proc.returncode, stderr, "interrupted", exit_code=130)
+    assert not repo.exists()
+    deadline = time.monotonic() + 10
+    while any(alive(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(k) for k in kids)
 
 
 def test_ship_refusals_come_before_any_server(artifact: Path, tmp_path: Path) -> None:

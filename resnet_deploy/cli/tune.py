@@ -187,7 +187,7 @@ def _render(report: Any) -> None:
         err.print("[bold yellow]warning:[/] --tune-max-time-s reached: the candidates marked skipped were not measured")
     if report.config_path:
         ship = report.ship or {}
-        for warning in ship.get("warnings", []):
+        for warning in [*ship.get("warnings", []), *report.warnings]:
             err.print("[bold yellow]warning:[/] " + escape(warning), highlight=False)
         for problem in ship.get("forced", []):
             err.print("[bold red]warning:[/] shipped with --force: " + escape(problem), highlight=False)
