@@ -35,7 +35,7 @@ def ship_cmd(
         ),
     ] = None,
     instances: Annotated[
-        int | None, typer.Option(help="Model instances (instance_group count) [default: 1].", show_default=False)
+        int | None, typer.Option(help="Model instances (instance_group count; default 1).", show_default=False)
     ] = None,
     kind: Annotated[KindChoice, typer.Option(help="Instance kind: gpu, or cpu (ONNX only).")] = KindChoice.gpu,
     preferred_batch: Annotated[

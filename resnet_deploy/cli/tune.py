@@ -22,30 +22,30 @@ BUDGET_OPT = typer.Option(
     "--latency-budget", help="--tune: the p99 latency budget in milliseconds (required).", show_default=False
 )
 INSTANCES_OPT = typer.Option(
-    "--tune-instances", help="--tune: instance counts to try [default: 1,2].", show_default=False
+    "--tune-instances", help="--tune: instance counts to try (default 1,2).", show_default=False
 )
 PREFERRED_OPT = typer.Option(
     "--tune-preferred-batch",
-    help="--tune: preferred batch sizes to try, one per candidate, 'none' for none [default: none].",
+    help="--tune: preferred batch sizes to try, one per candidate, 'none' for none (default none).",
     show_default=False,
 )
 DELAYS_OPT = typer.Option(
-    "--tune-queue-delay-us", help="--tune: max queue delays to try [default: 0,500,2000].", show_default=False
+    "--tune-queue-delay-us", help="--tune: max queue delays to try (default 0,500,2000).", show_default=False
 )
 CONCURRENCY_OPT = typer.Option(
     "--tune-concurrency",
-    help="--tune: requests in flight to sweep per candidate [default: 1,2,4,8].",
+    help="--tune: requests in flight to sweep per candidate (default 1,2,4,8).",
     show_default=False,
 )
 DURATION_OPT = typer.Option(
-    "--tune-duration-s", help="--tune: seconds measured per concurrency level [default: 3].", show_default=False
+    "--tune-duration-s", help="--tune: seconds measured per concurrency level (default 3).", show_default=False
 )
 MAX_CANDIDATES_OPT = typer.Option(
-    "--tune-max-candidates", help="--tune: refuse a grid of more candidates [default: 12].", show_default=False
+    "--tune-max-candidates", help="--tune: refuse a grid of more candidates (default 12).", show_default=False
 )
 MAX_TIME_OPT = typer.Option(
     "--tune-max-time-s",
-    help="--tune: start no candidate that would end after this; keep what was measured [default: 900].",
+    help="--tune: start no candidate that would end after this; keep what was measured (default 900).",
     show_default=False,
 )
 
