@@ -163,6 +163,19 @@ def server_delta(
     }
 
 
+def _statistics_after(served: Any, client: Any, before: Any, phase: Any, wait_s: float = 1.0) -> dict[str, Any]:
+    """Triton's statistics over a phase's requests. A client has its response a moment before
+    Triton counts the request (seen: 197 of 198 read at once), so the reading is repeated for up
+    to ``wait_s`` until every request Triton had to answer is counted."""
+    sent = len(phase.all_records())
+    deadline = time.perf_counter() + wait_s
+    while True:
+        stats = server_delta(before, served.statistics(client))
+        if stats["success"] + stats["fail"] >= sent or time.perf_counter() >= deadline:
+            return stats
+        time.sleep(0.02)
+
+
 def _windows(
     records: Sequence[tuple[float, float, str | None]], bounds: Sequence[tuple[float, float]], batch: int
 ) -> tuple[list[float], list[float]]:
@@ -319,7 +332,7 @@ def sweep_server(
             bounds, report.interrupted = _measure(phase, window_s, stability, max_s)
             stats = None
             with contextlib.suppress(Exception):
-                stats = server_delta(before, served.statistics(stats_client))
+                stats = _statistics_after(served, stats_client, before, phase)
             row = _row(c, batch, phase, bounds, stability, stats)
             if row is not None:
                 report.rows.append(row)

@@ -118,13 +118,13 @@ _Concurrency = Annotated[
     str | None,
     typer.Option(
         "--concurrency",
-        help="--server: comma-separated numbers of requests kept in flight [default: 1,2,4,8].",
+        help="--server: comma-separated numbers of requests kept in flight (default 1,2,4,8).",
         show_default=False,
     ),
 ]
 _Batch = Annotated[
     int | None,
-    typer.Option("--batch", help="--server: images per request [default: 1].", show_default=False),
+    typer.Option("--batch", help="--server: images per request (default 1).", show_default=False),
 ]
 _JsonPath = Annotated[
     Path | None,

@@ -46,7 +46,7 @@ def ship_cmd(
         int | None,
         typer.Option(
             "--max-queue-delay-us",
-            help="How long the dynamic batcher waits to fill a batch [default: 100].",
+            help="How long the dynamic batcher waits to fill a batch (default 100).",
             show_default=False,
         ),
     ] = None,
