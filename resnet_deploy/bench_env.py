@@ -10,7 +10,7 @@ from typing import Any
 
 from ._version import __version__
 from .gpu_env import nvml_snapshot
-from .system import cpu_count, cpu_model, dist_version
+from .system import cpu_count, cpu_isa, cpu_model, dist_version
 
 
 def environment(threads: int | None, targets: Sequence[Any]) -> dict[str, Any]:
@@ -18,6 +18,7 @@ def environment(threads: int | None, targets: Sequence[Any]) -> dict[str, Any]:
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_cores": cpu_count(),
+        "cpu_isa": cpu_isa(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "toolkit": __version__,

@@ -33,3 +33,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The instruction-set extensions that decide CPU inference speed: int8 is only much faster than
+# fp32 with VNNI (AVX512-VNNI, AVX-VNNI) or AMX; on AVX2 alone ONNX Runtime's and OpenVINO's int8
+# kernels gain little. A benchmark's numbers mean little without them.
+CPU_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_isa() -> dict[str, bool] | None:
+    """Which of ``CPU_ISA`` the CPU has (/proc/cpuinfo's flags; None where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return {name: name in flags for name in CPU_ISA}
+    except OSError:
+        pass
+    return None

@@ -249,3 +249,14 @@ def test_hint_goes_to_openvino_targets_only(onnx_path: Path, tmp_path: Path) -> 
     ):
         result = CliRunner().invoke(app, ["bench", str(onnx_path), flag, value, *FAST])
         assert_one_line_error(result.exit_code, result.stderr, needle, exit_code=2)
+
+
+def test_the_environment_names_the_instruction_sets(onnx_path: Path) -> None:
+    """int8 is fast only with VNNI/AMX: a CPU report must say which the machine has."""
+    from resnet_deploy.bench_env import environment
+    from resnet_deploy.system import CPU_ISA
+
+    isa = environment(1, [])["cpu_isa"]
+    assert isa is not None and set(isa) == set(CPU_ISA)
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    assert isa["avx2"] == (" avx2" in flags) and isa["avx512_vnni"] == (" avx512_vnni" in flags)
