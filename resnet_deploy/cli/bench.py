@@ -391,6 +391,16 @@ def _save_bench(report: Any, json_path: Path | None, csv_path: Path | None, plot
         write_plot(report, plot_path)
 
 
+def _schedule_text(settings: dict[str, Any]) -> str:
+    rule = settings.get("stable")
+    if not rule:
+        return f"{settings.get('rounds')} interleaved rounds"
+    return (
+        f"interleaved windows until the last {rule['windows']} agree within {rule['pct']:g}% "
+        f"(at most {rule['max_duration_s']:g} s per point)"
+    )
+
+
 def _render_budget(search: Any) -> None:
     table = Table(title=f"highest throughput with p99 <= {search.latency_budget_ms:g} ms")
     for col in ("target", "best batch", "p99 ms", "images/s", "batches tried (p99 ms)", "search stopped at"):
@@ -443,7 +453,7 @@ def _render_bench(report: Any) -> None:
     out.print(
         f"[dim]{escape(versions)}; threads={env.get('threads')}; "
         f"{'compute only (CUDA events)' if settings.get('compute_only') else 'wall-clock per call'}; "
-        f"{settings.get('rounds')} interleaved rounds{'; INTERRUPTED' if report.interrupted else ''}[/]"
+        f"{_schedule_text(settings)}{'; INTERRUPTED' if report.interrupted else ''}[/]"
     )
     ratios = report.ratios()
     if len({r.target for r in report.rows}) > 1:
