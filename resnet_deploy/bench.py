@@ -10,6 +10,7 @@ compute and device-to-host separately (as trtexec does), and ``compute_only`` ti
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -242,15 +243,20 @@ class Budget:
         return None, (self.duration_s or 5.0) / self.rounds
 
     def limit_s(self) -> float:
-        """Measured seconds after which an unsettled point gives up (``--stable``)."""
+        """Measured seconds after which an unsettled point gives up (``--stable``): the rule's
+        ``max_duration_s``, else 10 windows (with ``iters``: no time limit, 10 windows by count)."""
         if self.stability is not None and self.stability.max_duration_s is not None:
             return self.stability.max_duration_s
+        if self.iters is not None:
+            return math.inf
         return 10 * ((self.duration_s or 5.0) / self.rounds)
 
     def max_windows(self) -> int:
         if self.stability is None:
             return self.rounds
-        return max(self.stability.windows, MAX_ROUNDS if self.iters is None else 10 * self.stability.windows)
+        if self.iters is not None and self.stability.max_duration_s is None:
+            return max(self.stability.windows, 10)
+        return MAX_ROUNDS  # bounded by time
 
 
 def _measure_window(p: Point, budget: Budget, r: int) -> None:
@@ -428,7 +434,9 @@ def _start_report(
             "rounds": rounds,
             "compute_only": compute_only,
             "peak_gflops": peak_gflops,
-            "stable": None if stability is None else {**asdict(stability), "max_duration_s": budget.limit_s()},
+            "stable": None
+            if stability is None
+            else {**asdict(stability), "max_duration_s": budget.limit_s() if math.isfinite(budget.limit_s()) else None},
             "timer": "perf_counter_ns (CPU) / CUDA events (GPU runners that time phases)",
         },
     )
@@ -461,8 +469,9 @@ def row_of(p: Point, budget: Budget, peak_gflops: float | None) -> BenchRow:
     ips = per_call / (stats.mean / 1000.0)
     gflops = t.macs_per_image * 2 * ips / 1e9 if t.macs_per_image else None
     mean_phases = None
-    if p.phases:
-        mean_phases = {k: float(np.mean([ph[k] for ph in p.phases])) for k in p.phases[0]}
+    phases = p.phases[len(p.samples) - len(samples) :] if len(p.phases) == len(p.samples) else p.phases
+    if phases:  # GPU runners time every call: the same calls as the latency statistics
+        mean_phases = {k: float(np.mean([ph[k] for ph in phases])) for k in phases[0]}
     return BenchRow(
         target=t.label,
         backend=getattr(t.runner, "name", "?"),
@@ -514,8 +523,11 @@ def bench_targets(
             # --hint is OpenVINO's and --streams TensorRT's: each goes to its own backend's targets
             extra: dict[str, Any] = {"hint": hint} if hint is not None and backend is Backend.openvino else {}
             extra |= {"streams": streams} if streams != 1 and backend is Backend.tensorrt else {}
+            options = dict(torch_options)
+            if backend not in (Backend.torch, Backend.tensorrt):  # CUDA graphs: torch's and TensorRT's only
+                options.pop("cuda_graphs", None)
             runner = open_backend(
-                path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **extra, **torch_options
+                path, backend, threads=threads, depth=depth, device=device, dtype=dtype, **extra, **options
             )
             macs = _macs_from_metadata(runner.metadata) if kind in ("onnx", "plan") else None
             if macs is None and isinstance(runner, TorchRunner):
@@ -530,7 +542,12 @@ def bench_targets(
         raise ConfigError("--hint applies to --backend openvino, and no target runs on it")
     if streams != 1 and "tensorrt" not in names_used:
         raise ConfigError("--streams applies to --backend tensorrt, and no target runs on it")
-    if depth is not None and not any(artifact_kind(a) == "checkpoint" for a in artifacts):
+    zoo_too = depth is not None and not any(artifact_kind(a) == "checkpoint" for a in artifacts)
+    if torch_options.get("cuda_graphs") and not zoo_too and not names_used & {"torch", "tensorrt"}:
+        raise ConfigError(
+            "--cuda-graphs applies to --backend torch (--device cuda) and tensorrt, and no target runs on them"
+        )
+    if zoo_too:
         zoo = TorchRunner.from_zoo(
             str(depth), weights="random", threads=threads, device=device, dtype=dtype, **torch_options
         )

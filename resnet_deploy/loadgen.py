@@ -163,6 +163,32 @@ def server_delta(
     }
 
 
+def _read_statistics(served: Any, client: Any) -> Any:
+    """Triton's statistics now, or None when the server no longer answers."""
+    try:
+        return served.statistics(client)
+    except Exception:
+        return None
+
+
+def _baseline(served: Any, client: Any, baseline: Any, warm: Any) -> Any:
+    """The reading a level's statistics start from: taken once Triton has counted every warm-up
+    request (a client has its answer a moment before Triton counts it), so none of them leaks
+    into the level's numbers."""
+    if baseline is None or warm is None:
+        return _read_statistics(served, client)
+    sent = len(warm.all_records())
+    deadline = time.perf_counter() + 1.0
+    while True:
+        now = _read_statistics(served, client)
+        if now is None:
+            return None
+        counted = server_delta(baseline, now)
+        if counted["success"] + counted["fail"] >= sent or time.perf_counter() >= deadline:
+            return now
+        time.sleep(0.02)
+
+
 def _statistics_after(served: Any, client: Any, before: Any, phase: Any, wait_s: float = 1.0) -> dict[str, Any]:
     """Triton's statistics over a phase's requests. A client has its response a moment before
     Triton counts the request (seen: 197 of 198 read at once), so the reading is repeated for up
@@ -201,11 +227,19 @@ def _row(
     records = phase.all_records()
     if not records or not bounds:
         return None
-    ok = np.array([r[1] for r in records if r[2] is None])
+    thr, p50 = _windows(records, bounds, batch)  # every window, for the rule and the report
+    judged = records
+    thr_k, bounds_k = thr, bounds
+    if rule is not None and len(bounds) >= rule.windows:
+        # latency and throughput come from the windows the rule judged (the last K), as bench's
+        # do; the request and failure counts stay the level's, as Triton's statistics are
+        first, last = bounds[-rule.windows][0], bounds[-1][1]
+        judged = [r for r in records if first <= r[0] < last]
+        thr_k, bounds_k = thr[-rule.windows :], bounds[-rule.windows :]
+    ok = np.array([r[1] for r in judged if r[2] is None])
     failed = [r for r in records if r[2] is not None] + [(0.0, 0.0, e) for e in phase.setup_errors]
-    thr, p50 = _windows(records, bounds, batch)
-    seconds = bounds[-1][1] - bounds[0][0]
-    done = sum(t * (b - a) for t, (a, b) in zip(thr, bounds, strict=True)) / batch
+    seconds = bounds_k[-1][1] - bounds_k[0][0]
+    done = sum(t * (b - a) for t, (a, b) in zip(thr_k, bounds_k, strict=True)) / batch
     judge = rule or Stability(windows=min(len(bounds), DEFAULT_WINDOWS))
     spreads = [judge.spread_pct(s) for s in (thr, p50)] if len(bounds) >= 2 else [None]
     spread = None if any(s is None for s in spreads) else max(s for s in spreads if s is not None)
@@ -316,6 +350,8 @@ def sweep_server(
     try:
         for i, c in enumerate(levels):
             say(f"concurrency {c}: warming up", i, len(levels))
+            baseline = _read_statistics(served, stats_client)
+            warm = None
             if warmup_s > 0:
                 warm = LoadPhase(served, c, inputs)
                 try:
@@ -326,16 +362,22 @@ def sweep_server(
                     break
                 finally:
                     warm.stop()
-            before = served.statistics(stats_client)
+            before = _baseline(served, stats_client, baseline, warm if warmup_s > 0 else None)
             say(f"concurrency {c}: measuring", i, len(levels))
             phase = LoadPhase(served, c, inputs)
-            bounds, report.interrupted = _measure(phase, window_s, stability, max_s)
+            bounds: list[tuple[float, float]] = []
             stats = None
-            with contextlib.suppress(Exception):
-                stats = _statistics_after(served, stats_client, before, phase)
-            row = _row(c, batch, phase, bounds, stability, stats)
-            if row is not None:
-                report.rows.append(row)
+            try:
+                bounds, report.interrupted = _measure(phase, window_s, stability, max_s)
+                if before is not None:
+                    with contextlib.suppress(Exception):  # a server gone away: the row without its stats
+                        stats = _statistics_after(served, stats_client, before, phase)
+            except KeyboardInterrupt:
+                report.interrupted = True
+            finally:  # what was measured is kept, whatever stopped it
+                row = _row(c, batch, phase, bounds, stability, stats)
+                if row is not None:
+                    report.rows.append(row)
             if report.interrupted:
                 break
         say("done", len(levels), len(levels))
@@ -390,7 +432,7 @@ def write_sweep_csv(report: ServerSweep, path: str | os.PathLike[str]) -> Path:
 
 def write_sweep_plot(report: ServerSweep, path: str | os.PathLike[str]) -> Path:
     """Throughput, and latency p50 with p99 whiskers, against concurrency."""
-    from .bench import require_matplotlib
+    from .bench_plot import require_matplotlib
     from .reports import save_png
 
     plt = require_matplotlib()

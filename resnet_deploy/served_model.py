@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError, ServeError
+from .errors import ConfigError, MissingDependencyError, ServeError
 
 PROTOCOLS = ("grpc", "http")
 _STATS_KEYS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
@@ -180,6 +180,11 @@ def describe_model(url: str, model: str, *, protocol: str = "grpc", timeout_s: f
     probe = ServedModel(host_port, protocol, model, "", "", (), 0, "", [], timeout_s)
     where = f"{host_port} ({protocol})"
     try:
+        import tritonclient.grpc
+        import tritonclient.http  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("tritonclient", extra="serve", purpose="talking to a Triton server") from None
+    try:
         client = probe.client()
         live = (
             client.is_server_live(client_timeout=min(timeout_s, 10.0))
@@ -333,15 +338,19 @@ class LoadPhase:
             client.close()
 
     def stop(self) -> None:
-        """Send no new requests; wait for those in flight (each bounded by the client timeout)."""
+        """Send no new requests; wait for those in flight (each bounded by the client timeout).
+        Threads still waiting to start (Ctrl-C while the clients were made) are released."""
         self._stop.set()
+        self._ready.abort()
         self.join()
 
     def join(self, *, until_done: bool = False) -> None:
-        """Wait for the threads: as long as the requests in flight may take, or (``until_done``)
-        until each has sent its ``limit`` requests."""
+        """Wait for the threads: as long as the requests in flight may take (one deadline for all
+        of them), or (``until_done``) until each has sent its ``limit`` requests."""
+        deadline = time.perf_counter() + self.model.timeout_s + 5.0
         for t in self._threads:
-            t.join(None if until_done else self.model.timeout_s + 5.0)
+            if t.ident is not None:  # started
+                t.join(None if until_done else max(0.0, deadline - time.perf_counter()))
 
     def all_records(self) -> list[tuple[float, float, str | None]]:
         return sorted((r for part in self.records for r in part), key=lambda r: r[0])

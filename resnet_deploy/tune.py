@@ -276,10 +276,13 @@ def _measure(
         environment.setdefault("client", getattr(result, "environment", None))
         c.levels = [_row(r) for r in result.rows]
         c.status = "measured"
+    except Interrupted:
+        raise
     except ServeError as e:
         c.status, c.error = "failed", str(e)
-    except (OSError, RuntimeError) as e:  # the client lost the server mid-sweep
-        c.status, c.error = "failed", f"{type(e).__name__}: {e}"
+    except Exception as e:  # the server died under the sweep (tritonclient's errors, a ConfigError
+        # from a server that stopped answering): this candidate failed, the others are still tried
+        c.status, c.error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     finally:
         server.stop()
         c.seconds = round(time.perf_counter() - t0, 2)

@@ -114,31 +114,33 @@ def test_a_steady_point_settles_and_an_unsteady_one_does_not() -> None:
     rule = Stability(pct=10.0, windows=3, max_duration_s=1.0)
     report = benchmark(targets, [1], warmup_s=0.0, iters=25, rounds=5, stability=rule)  # windows of 5 calls
     rows = {r.target: r for r in report.rows}
-    assert rows["steady"].stable is True and rows["steady"].windows == 3  # settled at the first chance
+    assert (
+        rows["steady"].stable is True and rows["steady"].windows >= 3
+    )  # settled (at the first chance, unless hit by load)
     assert rows["steady"].spread_pct is not None and rows["steady"].spread_pct <= 10.0
     assert rows["steady"].latency_ms.count == 15  # statistics from the windows that agree
     assert rows["unsteady"].stable is False and rows["unsteady"].spread_pct > 10.0  # gave up at its limit
     assert rows["unsteady"].windows > 3 and len(rows["unsteady"].window_medians_ms or []) == rows["unsteady"].windows
-    # interleaved while both were measured; then the settled one stopped and the other went on
-    assert [t for _, r, t in report.schedule if r <= 2] == ["steady", "unsteady", "unsteady", "steady"] * 1 + [
-        "steady",
-        "unsteady",
-    ]
-    assert {t for _, r, t in report.schedule if r >= 3} == {"unsteady"}
+    # interleaved while both were measured (rotating who goes first); then the settled one stopped
+    n = rows["steady"].windows or 0
+    both = [[t for _, r, t in report.schedule if r == k] for k in range(n)]
+    assert both[0] == ["steady", "unsteady"] and both[1] == ["unsteady", "steady"]
+    assert {t for _, r, t in report.schedule if r >= n} == {"unsteady"}
     row = report.to_dict()["rows"][1]
     assert row["stable"] is False and row["windows"] == rows["unsteady"].windows and row["window_medians_ms"]
 
 
 def test_the_search_doubles_then_bisects_to_the_best_batch() -> None:
-    # p99 ~ 5 + 10 x batch ms: batch 6 (65 ms) meets a 70 ms budget, batch 7 (75 ms) does not.
-    runner = SleepRunner(5.0, 10.0)
+    # p99 ~ 10 + 20 x batch ms: batch 6 (130 ms) meets a 140 ms budget, batch 7 (150 ms) does not
+    # (10 ms either side: a sleep that overshoots on a loaded machine does not change the answer).
+    runner = SleepRunner(10.0, 20.0)
     report = search_batch(
-        [Target("sleep", runner)], 70.0, warmup_s=0.0, iters=12, rounds=4, stability=Stability(pct=20.0)
+        [Target("sleep", runner)], 140.0, warmup_s=0.0, iters=12, rounds=4, stability=Stability(pct=20.0)
     )
     (t,) = report.budget.targets
     assert [p.batch for p in t.points] == [1, 2, 4, 8, 6, 7]
     assert [p.meets for p in t.points] == [True, True, True, False, True, False]
-    assert t.best_batch == 6 and t.p99_ms is not None and t.p99_ms <= 70.0
+    assert t.best_batch == 6 and t.p99_ms is not None and t.p99_ms <= 140.0
     assert t.bound == "budget (p99 over it from batch 7)"
     assert [r.batch for r in report.rows] == [1, 2, 4, 8, 6, 7]  # every point tried is a row
     assert report.budget.met() and report.to_dict()["budget"]["targets"][0]["best_batch"] == 6
@@ -200,11 +202,11 @@ def test_stable_bench_end_to_end(onnx_path: Path, tmp_path: Path) -> None:
 
 def test_budget_end_to_end(onnx_path: Path, tmp_path: Path) -> None:
     out, plot = tmp_path / "b.json", tmp_path / "b.png"
-    args = ["bench", str(onnx_path), *FAST, "--latency-budget", "1000", "--stable", "--stability-pct", "90"]
+    args = ["bench", str(onnx_path), *FAST, "--latency-budget", "30", "--stable", "--stability-pct", "90"]
     result = CliRunner().invoke(app, [*args, "--max-duration-s", "1", "--json", str(out), "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     (t,) = json.loads(out.read_text())["budget"]["targets"]
-    assert t["best_batch"] is not None and t["p99_ms"] <= 1000 and [p["batch"] for p in t["points"]][:3] == [1, 2, 4]
+    assert t["best_batch"] is not None and t["p99_ms"] <= 30 and [p["batch"] for p in t["points"]][:3] == [1, 2, 4]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     # a budget nothing meets: exit 1, one line naming the closest point, the report still written
     result = CliRunner().invoke(app, ["bench", str(onnx_path), *FAST, "--latency-budget", "0.001", "--json", str(out)])
@@ -219,6 +221,9 @@ def test_budget_end_to_end(onnx_path: Path, tmp_path: Path) -> None:
         (["--latency-budget", "-3"], "--latency-budget -3.0: must be milliseconds"),
         (["--latency-budget", "nan"], "--latency-budget nan"),
         (["--latency-budget", "10", "--batch-sizes", "1,2"], "searches the batch sizes itself"),
+        (["--latency-budget", "10", "--compute-only"], "drop --compute-only and --peak-gflops"),
+        (["--latency-budget", "10", "--peak-gflops", "100"], "drop --compute-only and --peak-gflops"),
+        (["--cuda-graphs"], "--cuda-graphs applies to --backend torch (--device cuda) and tensorrt"),
         (["--stable", "--windows", "1"], "--windows 1: must be in 2-100"),
         (["--stable", "--stability-pct", "0"], "--stability-pct 0.0"),
         (["--windows", "4"], "--windows configure --stable: add --stable"),

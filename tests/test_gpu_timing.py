@@ -184,7 +184,7 @@ def test_cuda_graph_replay_equals_plain_enqueue(r20_plan: Path) -> None:
             for seed in (0, 1):  # the second call replays the captured graph on new input data
                 x = _inputs(plain, batch, seed)
                 want, got = plain.infer(x), graphed.infer(x)
-                assert got.shape == (batch, 10) and float(np.abs(got - want).max()) == 0.0
+                assert got.shape == (batch, 10) and float(np.abs(got - want).max()) <= 1e-5 * float(np.abs(want).max())
         info = graphed.describe()
         assert info["cuda_graph"] == "captured", info
         assert info["cuda_graph_batches"] == {"1": "captured", "8": "captured"}
@@ -201,8 +201,8 @@ def test_two_streams_give_the_same_logits_per_stream(r20_plan: Path, cuda_graph:
             outs = two.infer_streams(x)
             assert len(outs) == 2
             for out in outs:
-                assert float(np.abs(out - want).max()) == 0.0
-            assert np.array_equal(two.infer(x), want)  # infer: the first stream alone
+                assert float(np.abs(out - want).max()) <= 1e-5 * float(np.abs(want).max())
+            assert np.allclose(two.infer(x), want, rtol=0, atol=1e-5 * float(np.abs(want).max()))  # first stream
         if cuda_graph:
             assert two.describe()["cuda_graph"] == "captured"
 

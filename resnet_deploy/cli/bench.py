@@ -51,7 +51,12 @@ _BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated
 _WarmupS = Annotated[float, typer.Option("--warmup-s", help="Warm-up seconds per target and batch (excluded).")]
 _DurationS = Annotated[
     float | None,
-    typer.Option("--duration-s", help="Measured seconds per target and batch (default 5).", show_default=False),
+    typer.Option(
+        "--duration-s",
+        help="Measured seconds per target and batch, over --rounds (default 5; --stable: one window is "
+        "duration/rounds). --server: per concurrency level, in 3 windows (--stable: per window).",
+        show_default=False,
+    ),
 ]
 _Iters = Annotated[
     int | None,
@@ -85,7 +90,7 @@ _MaxDurationS = Annotated[
     float | None,
     typer.Option(
         "--max-duration-s",
-        help="--stable: give up on a point after this many measured seconds (default 10 windows).",
+        help="--stable: give up on a point after this many measured seconds (default: 10 windows).",
         show_default=False,
     ),
 ]
@@ -183,7 +188,7 @@ def bench_cmd(
             raise ConfigError(f"{option} applies to --server HOST:PORT sweeps")
     stability = _stability(stable, stability_pct, windows, max_duration_s)
     _check_bench_options(artifacts, backend, duration_s, iters, warmup_s, rounds, csv_path, plot_path)
-    _check_budget_options(latency_budget, batch_sizes)
+    _check_budget_options(latency_budget, batch_sizes, compute_only, peak_gflops)
     threads = _bench_threads(threads)
     sizes = _parse_batch_sizes(batch_sizes)
     if plot_path is not None:
@@ -254,13 +259,19 @@ def bench_cmd(
     _check_budget_met(report)
 
 
-def _check_budget_options(latency_budget: float | None, batch_sizes: str) -> None:
+def _check_budget_options(
+    latency_budget: float | None, batch_sizes: str, compute_only: bool, peak_gflops: float | None
+) -> None:
     if latency_budget is not None:
         from ..sizing import check_latency_budget
 
         check_latency_budget(latency_budget)
         if batch_sizes != "1,8,32":
             raise ConfigError("--latency-budget searches the batch sizes itself: drop --batch-sizes")
+        if compute_only or peak_gflops is not None:
+            raise ConfigError(
+                "--latency-budget judges the wall-clock p99 a caller sees: drop --compute-only and --peak-gflops"
+            )
 
 
 def _check_budget_met(report: Any) -> None:
@@ -395,9 +406,9 @@ def _schedule_text(settings: dict[str, Any]) -> str:
     rule = settings.get("stable")
     if not rule:
         return f"{settings.get('rounds')} interleaved rounds"
-    return (
-        f"interleaved windows until the last {rule['windows']} agree within {rule['pct']:g}% "
-        f"(at most {rule['max_duration_s']:g} s per point)"
+    limit = rule.get("max_duration_s")
+    return f"interleaved windows until the last {rule['windows']} agree within {rule['pct']:g}% " + (
+        f"(at most {limit:g} s per point)" if limit is not None else "(at most 10 windows per point)"
     )
 
 
@@ -408,6 +419,9 @@ def _render_budget(search: Any) -> None:
     for t in search.targets:
         tried = ", ".join(f"{p.batch} ({p.p99_ms:.1f}{'' if p.meets else '!'})" for p in t.points)
         best = "[bold red]none[/]" if t.best_batch is None else str(t.best_batch)
+        chosen = next((p for p in t.points if p.batch == t.best_batch), None)
+        if chosen is not None and chosen.stable is False:
+            best += " [bold red](unstable)[/]"
         p99 = f"{t.p99_ms:.2f}" if t.p99_ms is not None else "-"
         ips = f"{t.throughput_ips:.1f}" if t.throughput_ips is not None else "-"
         table.add_row(escape(t.target), best, p99, ips, tried, escape(t.bound))

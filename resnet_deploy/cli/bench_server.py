@@ -30,7 +30,7 @@ def bench_server_cmd(
     plot_path: Path | None = None,
 ) -> None:
     """Sweep ``model`` on the Triton at ``server`` over the concurrency levels; render and save."""
-    from ..bench import require_matplotlib
+    from ..bench_plot import require_matplotlib
     from ..loadgen import parse_concurrency, parse_url, sweep_server
     from ..stability import Stability
 
