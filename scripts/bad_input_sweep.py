@@ -743,6 +743,40 @@ def build_cases(fx: Fixtures, as_root: bool) -> list[Case]:
         ),
     ]:
         add("issue13", args, ex, *steps, note=note)
+
+    # --- issue 14: stable windows, the budget search, OpenVINO, the live-server sweep, ship --tune
+    down = "127.0.0.1:1"  # nothing listens on port 1
+    fast = ["--iters", "3", "--warmup-s", "0", "--threads", "1"]
+    for args, ex, steps, note in [
+        (["bench", "r20.onnx", *fast, "--latency-budget", "0.001"], "error", onnx, "a budget nothing meets"),
+        (["bench", "r20.onnx", "--latency-budget", "-3"], "usage", onnx, ""),
+        (["bench", "r20.onnx", "--latency-budget", "nan"], "usage", onnx, ""),
+        (["bench", "r20.onnx", "--latency-budget", "10", "--batch-sizes", "1,2"], "usage", onnx, ""),
+        (["bench", "r20.onnx", "--stable", "--windows", "1"], "usage", onnx, ""),
+        (["bench", "r20.onnx", "--stable", "--stability-pct", "0"], "usage", onnx, ""),
+        (["bench", "r20.onnx", "--windows", "4"], "usage", onnx, "a --stable option without --stable"),
+        (["bench", "r20.onnx", "--hint", "latency"], "usage", onnx, "--hint with no OpenVINO target"),
+        (["bench", "r20.onnx", "--streams", "2"], "usage", onnx, "--streams with no TensorRT target"),
+        (["bench", "r20.onnx", "--cuda-graphs"], "usage", onnx, "--cuda-graphs with no torch/TensorRT target"),
+        (["bench", "--server", down, "--model", "m"], "usage", [], "a server that is down"),
+        (["bench", "--server", down], "usage", [], "no --model"),
+        (["bench", "--server", down, "--model", "m", "--concurrency", "0"], "usage", [], ""),
+        (["bench", "--server", down, "--model", "m", "--concurrency", "a,b"], "usage", [], ""),
+        (["bench", "--server", "host:port:x", "--model", "m"], "usage", [], "a malformed address"),
+        (["bench", "--server", down, "--model", "m", "--iters", "3"], "usage", [], "a local option"),
+        (["bench", "x.onnx", "--backend", "openvino"], "usage", [bad("random", "x.onnx")], "OpenVINO, garbage"),
+        (["check", "r20.onnx", "--backend", "openvino", "--layers"], "usage", onnx, ""),
+        (["ship", "r20.onnx", "--repo", "repo", "--tune"], "usage", onnx, "--tune without a budget"),
+        (["ship", "r20.onnx", "--repo", "repo", "--latency-budget", "5"], "usage", onnx, "a budget without --tune"),
+        (["ship", "r20.onnx", "--repo", "repo", "--tune", "--latency-budget", "0"], "usage", onnx, ""),
+        (
+            ["ship", "r20.onnx", "--repo", "repo", "--tune", "--latency-budget", "5", "--instances", "2"],
+            "usage",
+            onnx,
+            "--tune with a fixed --instances",
+        ),
+    ]:
+        add("issue14", args, ex, *steps, note=note)
     return cases
 
 
