@@ -98,8 +98,8 @@ class BenchRow:
     spread_pct: float | None = None  # --stable: how far the last windows' medians are from their mean
     window_medians_ms: list[float] | None = None
     images_per_call: int | None = None  # batch x the runner's streams (TensorRT --streams)
-    gpu_start: dict[str, Any] | None = None  # NVML after warm-up, before measuring (GPU runners)
-    gpu_end: dict[str, Any] | None = None  # NVML right after measuring
+    gpu_start: dict[str, Any] | None = None  # NVML before the point's first window (GPU runners)
+    gpu_end: dict[str, Any] | None = None  # NVML after its last window
 
     def flat(self) -> dict[str, Any]:
         row: dict[str, Any] = {"target": self.target, "backend": self.backend, "batch": self.batch}
@@ -304,10 +304,6 @@ def measure_points(
         _time_once(p.target.runner, p.x, False)  # the measured call: every stream, its CUDA graphs
         while time.perf_counter() < end:
             _time_once(p.target.runner, p.x, False)
-    gpu = any(_phase_timed(p.target.runner) for p in points)
-    start = _gpu_state() if gpu else None  # clocks, power, clocks-event reasons (None: no NVML)
-    for p in points:
-        p.gpu_start = start
     r = 0
     while r < budget.max_windows():
         pending = [p for p in points if not (budget.stability and (_settled(p, budget) or _spent(p, budget)))]
@@ -320,11 +316,13 @@ def measure_points(
             schedule.append((p.batch, r, p.target.label))
             if say:
                 say(f"batch {p.batch}, {'window' if budget.stability else 'round'} {r + 1}: {p.target.label}")
+            gpu = _phase_timed(p.target.runner)  # NVML around each GPU point's own windows
+            if gpu and not p.bounds:
+                p.gpu_start = _gpu_state()  # clocks, power, clocks-event reasons (None: no NVML)
             _measure_window(p, budget, r)
+            if gpu:
+                p.gpu_end = _gpu_state()  # after its latest window: after its last, once it is done
         r += 1
-    end_state = _gpu_state() if gpu else None
-    for p in points:
-        p.gpu_end = end_state
 
 
 def _spent(p: Point, budget: Budget) -> bool:

@@ -162,6 +162,26 @@ def test_nvml_snapshot_on_a_gpu() -> None:
     assert by_uuid is not None and by_uuid["name"], why
 
 
+@pytest.mark.gpu
+def test_bench_rows_carry_nvml_around_each_point() -> None:
+    """Two CUDA targets interleaved: each point has its own readings, before its first window and
+    after its last, on the GPU torch runs on."""
+    pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed here: pip install nvidia-ml-py")
+    from resnet_deploy import create_model
+    from resnet_deploy.bench import Target, benchmark
+    from resnet_deploy.runtime.pyt import TorchRunner
+
+    fp32 = TorchRunner(create_model("resnet20", weights="random"), device="cuda")
+    fp16 = TorchRunner(create_model("resnet20", weights="random"), device="cuda", dtype="fp16")
+    report = benchmark([Target("fp32", fp32), Target("fp16", fp16)], [1, 4], warmup_s=0.0, iters=6, rounds=3)
+    for row in report.rows:
+        assert row.gpu_start is not None and row.gpu_end is not None, row
+        assert row.gpu_start["sm_clock_mhz"] > 0 and row.gpu_end["time"] > row.gpu_start["time"]
+    a, b = report.rows[0], report.rows[1]  # interleaved at batch 1: b starts after a's first window
+    assert a.gpu_start is not None and b.gpu_start is not None and a.gpu_start["time"] < b.gpu_start["time"]
+    assert report.to_dict()["rows"][0]["gpu_start"]["clocks_event_reasons"] is not None
+
+
 @pytest.fixture(scope="module")
 def r20_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real resnet20 engine, batch 1-16."""
