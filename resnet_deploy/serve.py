@@ -389,9 +389,11 @@ class TritonServer:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
 
-    def wait(self) -> str:
+    def wait(self, ready: Callable[[], None] | None = None) -> str:
         """Block until SIGINT/SIGTERM (returns the signal's name). When tritonserver dies from
-        under us it is started again (see ``_restart``); a ServeError once that is given up."""
+        under us it is started again (see ``_restart``); a ServeError once that is given up.
+        ``ready`` (announcing the server) runs once the signals are ours: a client that stops
+        the server as soon as it reads the announcement gets a clean stop, not an interrupt."""
         if self._triton is None:
             raise RuntimeError("start() the server first")
         received: list[str] = []
@@ -404,6 +406,8 @@ class TritonServer:
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if ready is not None:
+                ready()
             while not received:
                 while self._triton.is_alive():  # tritonserver and the model's proxy backends
                     time.sleep(0.2)

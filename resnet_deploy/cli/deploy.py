@@ -209,26 +209,31 @@ def serve_cmd(
     try:
         with err.status("starting Triton Inference Server", spinner="dots"):
             info = server.start()
-        if json_out:
-            real_stdout.write(json.dumps(to_jsonable(info)) + "\n")
-            real_stdout.flush()
-        else:
-            console.print(
-                f"[bold green]ready[/] model [bold]{escape(info.model)}[/] ({escape(str(info.runner.get('runner')))}, "
-                f"max batch {info.max_batch_size}, {info.instances} instance(s), started in {info.startup_seconds:.1f} s)",
-                highlight=False,
-            )
-            inp = info.input
-            console.print(
-                f"  input   {escape(inp['name'])} {inp['dtype']} {inp['shape']} ({inp['format']})", highlight=False
-            )
-            console.print(f"  output  {escape(info.output['name'])} float32 {info.output['shape']}", highlight=False)
-            console.print(f"  HTTP    {info.http}   (health: {info.http}/v2/health/ready)", highlight=False)
-            console.print(f"  gRPC    {info.grpc}", highlight=False)
-            console.print(f"  metrics {info.metrics}", highlight=False)
-            console.print("[dim]Ctrl-C or SIGTERM stops the server[/]")
-            real_stdout.flush()
-        received = server.wait()
+
+        def announce() -> None:
+            if json_out:
+                real_stdout.write(json.dumps(to_jsonable(info)) + "\n")
+                real_stdout.flush()
+            else:
+                console.print(
+                    f"[bold green]ready[/] model [bold]{escape(info.model)}[/] ({escape(str(info.runner.get('runner')))}, "
+                    f"max batch {info.max_batch_size}, {info.instances} instance(s), started in {info.startup_seconds:.1f} s)",
+                    highlight=False,
+                )
+                inp = info.input
+                console.print(
+                    f"  input   {escape(inp['name'])} {inp['dtype']} {inp['shape']} ({inp['format']})", highlight=False
+                )
+                console.print(
+                    f"  output  {escape(info.output['name'])} float32 {info.output['shape']}", highlight=False
+                )
+                console.print(f"  HTTP    {info.http}   (health: {info.http}/v2/health/ready)", highlight=False)
+                console.print(f"  gRPC    {info.grpc}", highlight=False)
+                console.print(f"  metrics {info.metrics}", highlight=False)
+                console.print("[dim]Ctrl-C or SIGTERM stops the server[/]")
+                real_stdout.flush()
+
+        received = server.wait(announce)  # the signals are ours before the ready line goes out
     finally:
         server.stop()
         sys.stdout = real_stdout
