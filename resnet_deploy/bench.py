@@ -362,10 +362,7 @@ def benchmark(
     points: list[Point] = []
     opened = contextlib.ExitStack()
     try:
-        for t in targets:
-            if not t.runner.active:
-                reporter(f"loading {t.label}")
-                opened.enter_context(t.runner)
+        enter_runners(targets, opened, reporter)
         for i, batch in enumerate(sizes):
             # One input per target, at its own size (artifacts of different image sizes side by side).
             points = [Point(t, batch, t.runner.preprocess.random(batch, rng)) for t in targets]
@@ -378,6 +375,14 @@ def benchmark(
     finally:
         opened.close()
     return report
+
+
+def enter_runners(targets: Sequence[Target], stack: contextlib.ExitStack, reporter: Reporter) -> None:
+    """Enter (load) the runners not yet entered, on ``stack``: the caller's stay as they are."""
+    for t in targets:
+        if not t.runner.active:
+            reporter(f"loading {t.label}")
+            stack.enter_context(t.runner)
 
 
 def _stepper(reporter: Reporter, i: int, n: int) -> Any:

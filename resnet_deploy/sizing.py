@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench import BenchReport, BenchRow, Point, Target, _start_report, measure_points, row_of
+from .bench import BenchReport, BenchRow, Point, Target, _start_report, enter_runners, measure_points, row_of
 from .errors import ConfigError
 from .reports import Progress, Reporter, StepProgress
 from .stability import Stability
@@ -163,10 +163,7 @@ def search_batch(
     points: list[Point] = []
     opened = contextlib.ExitStack()
     try:
-        for t in targets:
-            if not t.runner.active:
-                reporter(f"loading {t.label}")
-                opened.enter_context(t.runner)
+        enter_runners(targets, opened, reporter)
         step = 0
         while True:
             active = [s for s in states if s.next is not None]

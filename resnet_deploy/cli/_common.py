@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -163,6 +164,41 @@ def _stages() -> Iterator[_StageUI]:
     finally:
         if bar.live.is_started:
             bar.stop()
+
+
+def _output_paths(
+    json_path: Path | None, csv_path: Path | None, plot_path: Path | None, stem: str
+) -> tuple[Path | None, Path | None, Path | None]:
+    """A report's output files (``--json``, ``--csv``, ``--plot``), checked before measuring; an
+    existing folder gets ``<stem>.json`` / ``.csv`` / ``.png`` inside it (as export's -o does)."""
+    from ..reports import check_output_path
+
+    def checked(path: Path | None, name: str) -> Path | None:
+        return path if path is None or str(path) == "-" else check_output_path(path, name)
+
+    return checked(json_path, f"{stem}.json"), checked(csv_path, f"{stem}.csv"), checked(plot_path, f"{stem}.png")
+
+
+def _save_outputs(
+    report: Any,
+    json_path: Path | None,
+    csv_path: Path | None,
+    plot_path: Path | None,
+    write_csv: Callable[[Any, Path], Any],
+    write_plot: Callable[[Any, Path], Any],
+) -> None:
+    """The report as JSON (a file, or stdout for '-'), its rows as CSV and the plot, as asked."""
+    from ..reports import atomic_write_text, dumps
+
+    if json_path is not None:
+        if str(json_path) == "-":
+            _emit_json(report)
+        else:
+            atomic_write_text(json_path, dumps(report))
+    if csv_path is not None:
+        write_csv(report, csv_path)
+    if plot_path is not None and report.rows:
+        write_plot(report, plot_path)
 
 
 class _StageUI:

@@ -17,8 +17,9 @@ from ._common import (
     PerformanceHintChoice,
     ProtocolChoice,
     TorchDtypeChoice,
-    _emit_json,
+    _output_paths,
     _parse_batch_sizes,
+    _save_outputs,
     _stages,
     out,
 )
@@ -195,7 +196,7 @@ def bench_cmd(
         from ..bench import require_matplotlib
 
         require_matplotlib()  # fail before measuring, not after
-    json_path, csv_path, plot_path = _output_paths(json_path, csv_path, plot_path)
+    json_path, csv_path, plot_path = _output_paths(json_path, csv_path, plot_path, "bench")
     outputs = [p for p in (json_path, csv_path, plot_path) if p is not None and str(p) != "-"]
     if threads is not None:
         import torch
@@ -362,19 +363,6 @@ def _check_bench_options(
             raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
 
 
-def _output_paths(
-    json_path: Path | None, csv_path: Path | None, plot_path: Path | None
-) -> tuple[Path | None, Path | None, Path | None]:
-    """The output files, checked before measuring; an existing folder gets the default name inside
-    it (as export's -o does)."""
-    from ..reports import check_output_path
-
-    def checked(path: Path | None, name: str) -> Path | None:
-        return path if path is None or str(path) == "-" else check_output_path(path, name)
-
-    return checked(json_path, "bench.json"), checked(csv_path, "bench.csv"), checked(plot_path, "bench.png")
-
-
 def _bench_threads(threads: int | None) -> int | None:
     """--threads, or every core: explicit and recorded, the same for every backend."""
     if threads is None:
@@ -387,19 +375,9 @@ def _bench_threads(threads: int | None) -> int | None:
 
 
 def _save_bench(report: Any, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
-    """The report as JSON (a file, or stdout for '-'), its rows as CSV, and the plot, as asked."""
     from ..bench import write_csv, write_plot
-    from ..reports import atomic_write_text, dumps
 
-    if json_path is not None:
-        if str(json_path) == "-":
-            _emit_json(report)
-        else:
-            atomic_write_text(json_path, dumps(report))
-    if csv_path is not None:
-        write_csv(report, csv_path)
-    if plot_path is not None and report.rows:
-        write_plot(report, plot_path)
+    _save_outputs(report, json_path, csv_path, plot_path, write_csv, write_plot)
 
 
 def _schedule_text(settings: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import ConfigError, ResnetDeployError
-from ._common import Interrupted, _emit_json, _stages, out
+from ._common import Interrupted, _output_paths, _save_outputs, _stages, out
 
 
 def bench_server_cmd(
@@ -49,7 +49,7 @@ def bench_server_cmd(
             raise ConfigError(f"{option} needs a file path ('-' is only for --json)")
     if plot_path is not None:
         require_matplotlib()  # fail before measuring, not after
-    json_path, csv_path, plot_path = _output_paths(json_path, csv_path, plot_path)
+    json_path, csv_path, plot_path = _output_paths(json_path, csv_path, plot_path, "sweep")
     with _stages() as progress:
         report = sweep_server(
             server,
@@ -77,31 +77,10 @@ def bench_server_cmd(
         )
 
 
-def _output_paths(
-    json_path: Path | None, csv_path: Path | None, plot_path: Path | None
-) -> tuple[Path | None, Path | None, Path | None]:
-    """The output files, checked before measuring; an existing folder gets the default name."""
-    from ..reports import check_output_path
-
-    def checked(path: Path | None, name: str) -> Path | None:
-        return path if path is None or str(path) == "-" else check_output_path(path, name)
-
-    return checked(json_path, "sweep.json"), checked(csv_path, "sweep.csv"), checked(plot_path, "sweep.png")
-
-
 def _save(report: Any, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     from ..loadgen import write_sweep_csv, write_sweep_plot
-    from ..reports import atomic_write_text, dumps
 
-    if json_path is not None:
-        if str(json_path) == "-":
-            _emit_json(report)
-        else:
-            atomic_write_text(json_path, dumps(report))
-    if csv_path is not None:
-        write_sweep_csv(report, csv_path)
-    if plot_path is not None and report.rows:
-        write_sweep_plot(report, plot_path)
+    _save_outputs(report, json_path, csv_path, plot_path, write_sweep_csv, write_sweep_plot)
 
 
 def _ms(us: float | None) -> str:
