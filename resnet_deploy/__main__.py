@@ -1,5 +1,5 @@
 """``python -m resnet_deploy``: the same CLI as the ``resnet-deploy`` command."""
 
-from .cli import main
+from ._entry import main
 
 main()

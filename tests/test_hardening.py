@@ -484,3 +484,61 @@ def test_ship_never_overwrites_a_foreign_config_or_takes_an_empty_name(r20: Path
     assert (model_dir / "config.pbtxt").read_text() == "\x00garbage{{{"
     code, _, err = run("ship", str(r20), "--repo", str(tmp_path / "repo2"), "--kind", "cpu", "--force", "--name", "")
     assert_one_line_error(code, err, "model name", exit_code=2)
+
+
+# ------------------------------------------------------------------------------ D10: exit 130, whatever CPython remembers
+
+_INTERRUPTED_AFTER_A_C_EXTENSION = """
+import ctypes, os, signal, sys, threading
+
+from resnet_deploy.cli import main
+
+
+def interrupt() -> None:
+    # What a Ctrl-C landing inside code a C extension runs with PyRun_String (some imports do)
+    # leaves behind: CPython's flag that a KeyboardInterrupt escaped it. Any later PyRun_String
+    # clears it, so it is set here, just before the Ctrl-C.
+    run = ctypes.pythonapi.PyRun_String
+    run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+    run.restype = ctypes.py_object
+    try:
+        run(b"raise KeyboardInterrupt", 257, {}, {})  # 257: Py_file_input
+    except KeyboardInterrupt:
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+sys.argv = ["resnet-deploy", "bench", sys.argv[1], "--batch-sizes", "1", "--duration-s", "120", "--threads", "1"]
+threading.Timer(4.0, interrupt).start()
+main()
+"""
+
+
+def test_an_interrupt_exits_130_even_after_one_landed_in_a_c_extension(r20: Path, tmp_path: Path) -> None:
+    """Seen in CI: 'python -m resnet_deploy serve' interrupted while starting printed 'error:
+    interrupted' and died by SIGINT (returncode -2) instead of exiting 130: the Ctrl-C had landed
+    in an import. CPython honours the flag when the program ran as a module (-m), not as a file."""
+    (tmp_path / "interrupted_cli.py").write_text(_INTERRUPTED_AFTER_A_C_EXTENSION)
+    env = {**os.environ, "RESNET_DEPLOY_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupted_cli", str(r20)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert_one_line_error(proc.returncode, proc.stderr, "interrupted", exit_code=130)
+
+
+def test_an_interrupt_while_the_command_line_imports_is_one_line() -> None:
+    """A Ctrl-C in the first tenth of a second lands in 'import typer' (seen: a traceback)."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def stopped(name, *a, **k):\n"
+        "    if name == 'typer':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = stopped\n"
+        "from resnet_deploy._entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc.returncode, proc.stderr, "interrupted", exit_code=130)

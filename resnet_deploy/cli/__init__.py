@@ -113,7 +113,26 @@ def _help_hint(e: Exception) -> str:
 
 def _fail(message: str, code: int) -> None:
     err.print("[bold red]error:[/] " + escape(printable(message)), markup=True, highlight=False)
+    if code == 130:
+        _interrupted.append(True)
     sys.exit(code)
+
+
+_interrupted: list[bool] = []
+
+
+def _keep_interrupt_status() -> None:
+    """The last exit handler: an interrupted command exits 130, always. CPython remembers a
+    KeyboardInterrupt that once escaped code a C extension ran with ``PyRun_String`` (a Ctrl-C
+    landing inside such an import), and after finalizing kills itself with SIGINT (-2 to a
+    parent) whatever ``sys.exit`` said. The other exit handlers and the threads' shutdown have
+    run by now; only the interpreter's own teardown is skipped."""
+    if _interrupted:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(130)
 
 
 app = typer.Typer(
@@ -178,11 +197,12 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import atexit
     import signal
 
+    atexit.register(_keep_interrupt_status)  # registered first, so it runs last
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:  # during start-up imports, before the app's own handler runs
-        err.print("[bold red]error:[/] interrupted", highlight=False)
-        sys.exit(130)
+        _fail("interrupted", 130)
