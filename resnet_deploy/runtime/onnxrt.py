@@ -11,12 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
-from ..onnx_io import ArtifactMeta, check_external_data, load_onnx
-from ..safeio import ONNX_MAX_BYTES, check_readable
-from ..system import cpu_count
-from .base import Runner, check_threads
+from .onnx_file import OnnxFileRunner
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _PROVIDER_LIBS = {
@@ -88,7 +84,7 @@ def session_options(threads: int, fp16_qdq: bool) -> Any:
     return opts
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(OnnxFileRunner):
     name = "onnxruntime"
     thread_safe = True  # InferenceSession.run may be called concurrently
 
@@ -99,19 +95,12 @@ class OnnxRuntimeRunner(Runner):
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         threads: int | None = None,
     ) -> None:
-        super().__init__()
-        self.path = Path(path)
-        model = load_onnx(self.path, load_weights=False)  # clear errors for missing / non-ONNX files
-        check_external_data(model, self.path)  # onnxruntime reads them itself: regular files, right sizes
-        self.metadata = ArtifactMeta.from_model(model)
-        self._pre = Preprocess.from_metadata(self.metadata)
-        self._fp16_qdq = has_fp16_qdq(model)
-        batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-        self._fixed = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
         self.providers = providers
-        check_threads(threads)
-        self.threads = threads or cpu_count()
         self._session: Any = None
+        super().__init__(path, threads=threads)
+
+    def _inspect(self, model: Any) -> None:
+        self._fp16_qdq = has_fp16_qdq(model)
 
     def activate(self) -> None:
         try:
@@ -125,8 +114,7 @@ class OnnxRuntimeRunner(Runner):
                 f"onnxruntime {ort.__version__} has no {', '.join(missing)} (available: {', '.join(available)})"
             )
         opts = session_options(self.threads, self._fp16_qdq)
-        # onnxruntime opens the path itself: still the regular file load_onnx checked, not a FIFO
-        check_readable(self.path, "ONNX model", ONNX_MAX_BYTES, error=ConfigError)
+        self._check_file()
         gpu = any(p != "CPUExecutionProvider" for p in self.providers)
         try:
             # A GPU provider that fails to load makes onnxruntime log to stderr, print its CPU
@@ -155,18 +143,8 @@ class OnnxRuntimeRunner(Runner):
     def deactivate(self) -> None:
         self._session = None
 
-    @property
-    def preprocess(self) -> Preprocess:
-        return self._pre
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self._fixed
-
     def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
-        x = self._check(batch)
-        if self._fixed is not None and len(x) != self._fixed:
-            raise ConfigError(f"{self.path.name} has a fixed batch of {self._fixed}, got {len(x)}")
+        x = self._check_batch(batch)
         (out,) = self._session.run(None, {self._input: x.astype(self._dtype, copy=False)})
         return np.asarray(out, dtype=np.float32)
 

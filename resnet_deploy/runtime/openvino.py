@@ -12,19 +12,15 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..choices import PerformanceHint
-from ..data import Preprocess
 from ..errors import ConfigError, EngineError, MissingDependencyError
-from ..onnx_io import ArtifactMeta, check_external_data, load_onnx
-from ..safeio import ONNX_MAX_BYTES, check_readable
-from ..system import cpu_count
-from .base import Runner, check_threads
+from .base import check_threads
+from .onnx_file import OnnxFileRunner
 
 DEVICE = "CPU"
 # What OpenVINO chose, read back from the compiled model.
@@ -62,7 +58,7 @@ def openvino_error(e: BaseException) -> str:
     return " ".join(kept or [type(e).__name__])[:300]
 
 
-class OpenVINORunner(Runner):
+class OpenVINORunner(OnnxFileRunner):
     """An ONNX file on OpenVINO's CPU plugin, one compiled model for every batch size.
 
     ``hint``: ``latency`` runs a batch as one inference request; ``throughput`` lets OpenVINO make
@@ -79,17 +75,9 @@ class OpenVINORunner(Runner):
         threads: int | None = None,
         hint: str | PerformanceHint | None = None,
     ) -> None:
-        super().__init__()
-        self.path = Path(path)
-        check_threads(threads)
+        check_threads(threads)  # the options are judged before the file
         self.hint = parse_hint(hint)
-        model = load_onnx(self.path, load_weights=False)  # clear errors for missing / non-ONNX files
-        check_external_data(model, self.path)  # OpenVINO reads them itself: regular files, right sizes
-        self.metadata = ArtifactMeta.from_model(model)
-        self._pre = Preprocess.from_metadata(self.metadata)
-        batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-        self._fixed = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
-        self.threads = threads or cpu_count()
+        super().__init__(path, threads=threads)
         self._ov = import_openvino()  # before anything runs: a missing extra is the first error
         self._compiled: Any = None
         self._requests: list[Any] = []
@@ -111,8 +99,7 @@ class OpenVINORunner(Runner):
 
     def activate(self) -> None:
         ov = self._ov
-        # OpenVINO opens the path itself: still the regular file load_onnx checked, not a FIFO
-        check_readable(self.path, "ONNX model", ONNX_MAX_BYTES, error=ConfigError)
+        self._check_file()
         core = ov.Core()
         try:
             model = core.read_model(str(self.path))
@@ -143,19 +130,8 @@ class OpenVINORunner(Runner):
         self._requests = []
         self._compiled = None
 
-    @property
-    def preprocess(self) -> Preprocess:
-        return self._pre
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self._fixed
-
     def infer(self, batch: NDArray[Any]) -> NDArray[Any]:
-        x = self._check(batch)
-        if self._fixed is not None and len(x) != self._fixed:
-            raise ConfigError(f"{self.path.name} has a fixed batch of {self._fixed}, got {len(x)}")
-        x = x.astype(self._dtype, copy=False)
+        x = self._check_batch(batch).astype(self._dtype, copy=False)
         with self._infer_lock:
             if len(self._requests) == 1 or self._fixed is not None or len(x) == 1:
                 request = self._requests[0]
