@@ -4,12 +4,21 @@ results never depend on what a machine has cached and no test touches the networ
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests send SIGINT to the commands they start. A test run started with '&' from
+    a script (or by a runner that does so) inherits SIGINT ignored, and so would every command it
+    starts: a handler here is reset to the default in each child, an ignored signal is not."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
